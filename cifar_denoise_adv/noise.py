@@ -1,0 +1,71 @@
+"""The `noise` app: which sigma gives a target PSNR, and the noisy CIFAR-10 sets.
+
+Usage:
+  python -m cifar_denoise_adv.noise --flagfile=flags/noise.cfg \
+      --data_dir=path/to/cifar-10-batches-py
+
+Prints and writes run_dir/metrics.json (analytic and clipped-calibrated
+sigma, PSNR(x, y) mean and std on train and test with and without clipping),
+run_dir/noise_examples.png, TensorBoard logs, and with --export the noisy
+train and test sets as .npz files.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from cifar_denoise_adv import common_flags
+from cifar_denoise_adv import noise_job
+from cifar_denoise_adv import outputs
+
+_TARGET_PSNR = flags.DEFINE_float(
+    "target_psnr", 20.0, "Mean PSNR(x, y) wanted, in dB.", lower_bound=0.0
+)
+_SIGMA = flags.DEFINE_float(
+    "sigma",
+    None,
+    "Noise std in [0, 1] pixel units. Unset: the analytic sigma for --target_psnr.",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+_CALIBRATION_SPLIT = flags.DEFINE_enum(
+    "calibration_split", "test", ["train", "test"], "Split the clipped sigma is fit on."
+)
+_MAX_IMAGES = flags.DEFINE_integer(
+    "max_images", 0, "Use at most this many images per split (0: all).", lower_bound=0
+)
+_NUM_EXAMPLES = flags.DEFINE_integer(
+    "num_examples", 6, "Rows of noise_examples.png.", lower_bound=4
+)
+_EXPORT = flags.DEFINE_bool(
+    "export", False, "Write the noisy train and test sets as .npz (with sigma, seed)."
+)
+
+
+def main(argv: list[str]) -> None:
+    """Reads the flags once and runs the noise job."""
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    run_dir = outputs.make_run_dir(common_flags.RUN_DIR.value)
+    outputs.write_flags(
+        f"{run_dir}/flags.cfg", flags.FLAGS, __name__, common_flags.DATA_FLAGS
+    )
+    metrics = noise_job.run(
+        run_dir=run_dir,
+        data_dir=common_flags.data_dir_or_none(),
+        target_psnr=_TARGET_PSNR.value,
+        sigma=_SIGMA.value,
+        seed=common_flags.SEED.value,
+        calibration_split=_CALIBRATION_SPLIT.value,
+        max_images=_MAX_IMAGES.value or None,
+        num_examples=_NUM_EXAMPLES.value,
+        export=_EXPORT.value,
+        log=print,
+    )
+    logging.info("noise job done in %.1f s", metrics["seconds"])
+    print(f"wrote {run_dir}/metrics.json and noise_examples.png")
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["run_dir"])
+    app.run(common_flags.exit_on_user_error(main))

@@ -1,0 +1,147 @@
+"""Clipped Gaussian noise, PSNR, and the noise level for a target PSNR.
+
+Pure functions on tensors: no flags, no files, no printing. Images are
+float32 in [0, 1]; sigma is in the same [0, 1] pixel units; PSNR uses
+MAX = 1 and the mean squared error over all pixels and channels of an image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+
+def unit_noise(shape, seed: tf.Tensor) -> tf.Tensor:
+    """Standard normal draws, reproducible from a stateless seed of shape [2]."""
+    return tf.random.stateless_normal(shape, seed, dtype=tf.float32)
+
+
+def add_gaussian_noise(
+    images: tf.Tensor, sigma: float, seed: tf.Tensor, *, clip: bool = True
+) -> tf.Tensor:
+    """Y = clip(x + N(0, sigma^2), 0, 1), independently per pixel and channel.
+
+    Args:
+      images: float32 [..., H, W, C] in [0, 1].
+      sigma: noise std in [0, 1] pixel units.
+      seed: int [2], the stateless RNG seed; the same seed gives the same
+        noise, and the noise is exactly `sigma * unit_noise(shape, seed)`.
+      clip: clip the result to [0, 1], as a stored image would be.
+
+    Returns:
+      float32 tensor shaped like `images`.
+    """
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}.")
+    images = tf.convert_to_tensor(images, tf.float32)
+    noisy = images + sigma * unit_noise(tf.shape(images), seed)
+    return tf.clip_by_value(noisy, 0.0, 1.0) if clip else noisy
+
+
+def psnr(reference: tf.Tensor, estimate: tf.Tensor, max_value: float = 1.0):
+    """PSNR in dB per image: 10 log10(MAX^2 / MSE), MSE over H, W and C.
+
+    Args:
+      reference: float [B, H, W, C] (or [H, W, C] for one image).
+      estimate: same shape as `reference`.
+      max_value: the peak signal value (1 for images in [0, 1]).
+
+    Returns:
+      float32 [B] (or a scalar); +inf where the images are identical.
+    """
+    reference = tf.convert_to_tensor(reference, tf.float32)
+    estimate = tf.convert_to_tensor(estimate, tf.float32)
+    if not reference.shape.is_compatible_with(estimate.shape):
+        raise ValueError(
+            f"reference {reference.shape} and estimate {estimate.shape} differ "
+            "in shape."
+        )
+    mse = tf.reduce_mean(tf.square(reference - estimate), axis=[-3, -2, -1])
+    return 10.0 * tf.math.log(max_value**2 / mse) / math.log(10.0)
+
+
+def mean_and_std(values) -> tuple[float, float]:
+    """Mean and (population) standard deviation of per-image values."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("mean_and_std needs at least one value.")
+    return float(values.mean()), float(values.std())
+
+
+def analytic_sigma(target_psnr: float, max_value: float = 1.0) -> float:
+    """Sigma whose expected MSE gives `target_psnr` when nothing is clipped.
+
+    E[(y - x)^2] = sigma^2, so PSNR = 20 log10(MAX / sigma) and
+    sigma = MAX * 10^(-PSNR / 20): 0.1 for 20 dB with MAX = 1.
+    """
+    return max_value * 10.0 ** (-target_psnr / 20.0)
+
+
+def noisy_psnr(
+    images: tf.Tensor, unit_draws: tf.Tensor, sigma: float, *, clip: bool
+) -> tf.Tensor:
+    """PSNR [B] between images and clip(images + sigma * unit_draws)."""
+    noisy = images + sigma * unit_draws
+    if clip:
+        noisy = tf.clip_by_value(noisy, 0.0, 1.0)
+    return psnr(images, noisy)
+
+
+def calibrate_sigma(
+    mean_psnr_at: Callable[[float], float],
+    target_psnr: float,
+    *,
+    tolerance: float = 1e-6,
+    max_iterations: int = 60,
+) -> float:
+    """Sigma at which `mean_psnr_at(sigma)` equals `target_psnr`, by bisection.
+
+    `mean_psnr_at` must be non-increasing in sigma, which holds for a fixed
+    set of noise draws: |clip(x + sigma z) - x| grows with sigma pixel by
+    pixel. Keep the draws fixed during the search (see
+    `mean_noisy_psnr_fn`), or the bisection chases sampling noise.
+
+    Args:
+      mean_psnr_at: sigma -> mean PSNR in dB.
+      target_psnr: the mean PSNR wanted, in dB.
+      tolerance: stop when the bracket is narrower than this (pixel units).
+      max_iterations: bisection steps at most.
+
+    Returns:
+      sigma in [0, 1] pixel units.
+    """
+    low = 0.0
+    high = analytic_sigma(target_psnr)
+    # Clipping only ever removes noise, so the answer lies above the
+    # analytic sigma; widen the bracket until it holds the target.
+    while mean_psnr_at(high) > target_psnr:
+        low, high = high, 2.0 * high
+        if high > 16.0:
+            raise ValueError(
+                f"no sigma reaches a mean PSNR of {target_psnr} dB: clipped "
+                "noise cannot lower PSNR that far on these images."
+            )
+    for _ in range(max_iterations):
+        if high - low < tolerance:
+            break
+        middle = 0.5 * (low + high)
+        if mean_psnr_at(middle) > target_psnr:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
+def mean_noisy_psnr_fn(
+    batches: list[tuple[tf.Tensor, tf.Tensor]], *, clip: bool
+) -> Callable[[float], float]:
+    """Sigma -> mean PSNR over fixed (images, unit_draws) batches."""
+
+    def mean_psnr(sigma: float) -> float:
+        values = [noisy_psnr(x, z, sigma, clip=clip) for x, z in batches]
+        return float(tf.reduce_mean(tf.concat(values, axis=0)))
+
+    return mean_psnr

@@ -1,0 +1,164 @@
+"""The run folder: atomic writes, the flag record, library versions.
+
+Every file is first written under a temporary name in its own folder and then
+moved into place with `os.replace`, so an interrupted run never leaves a
+half-written file behind, and an earlier complete file survives until the new
+one is whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Iterable
+from collections.abc import Iterator
+
+import numpy as np
+
+
+class UserError(ValueError):
+    """A bad flag value or input file; the message says what was expected."""
+
+
+def make_run_dir(run_dir: str) -> str:
+    """Creates `run_dir` (and parents) if needed; returns its absolute path."""
+    if not run_dir:
+        raise UserError("--run_dir is empty: give the folder for this run's outputs.")
+    path = os.path.abspath(os.path.expanduser(run_dir))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"--run_dir={run_dir} exists and is not a folder.")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
+    """Yields a temporary path beside `path`; moves it onto `path` on success.
+
+    `suffix` keeps the extension for writers that choose the format by it
+    (matplotlib, numpy).
+    """
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.tmp.", suffix=suffix, dir=folder
+    )
+    os.close(handle)
+    try:
+        yield temporary
+        # mkstemp makes the file private (0600); give it the usual mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no inf/nan
+    return value
+
+
+def write_json(path: str, data: dict) -> None:
+    """Writes `data` as indented JSON, atomically; numpy values are converted."""
+    text = json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n"
+    write_text(path, text)
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` atomically."""
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def read_json(path: str) -> dict:
+    """Reads a JSON file, with an error naming the file if it is unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: cannot read it as JSON ({error}).") from None
+
+
+def save_figure(figure, path: str, dpi: int = 110) -> None:
+    """Saves a matplotlib figure atomically and closes it."""
+    import matplotlib.pyplot as plt
+
+    extension = os.path.splitext(path)[1]
+    try:
+        with atomic_path(path, suffix=extension) as temporary:
+            figure.savefig(temporary, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+
+
+def save_npz(path: str, **arrays) -> None:
+    """Saves arrays to an uncompressed .npz file atomically."""
+    with atomic_path(path, suffix=".npz") as temporary:
+        np.savez(temporary, **arrays)
+
+
+def write_flags(
+    path: str, flag_values, app_module: str, shared_names: Iterable[str]
+) -> None:
+    """Writes the flags of a run as a flag file that replays it.
+
+    Args:
+      path: where to write, usually `run_dir/flags.cfg`.
+      flag_values: absl `flags.FLAGS`.
+      app_module: the app's module name; all its flags are recorded.
+      shared_names: the names of the shared flags the app uses.
+    """
+    lines = ["# Flags of this run; replay with --flagfile=<this file>."]
+    recorded = list(flag_values.get_flags_for_module(app_module))
+    recorded += [flag_values[name] for name in shared_names]
+    for flag in recorded:
+        if flag.value is not None:
+            lines.append(flag.serialize())
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def library_versions() -> dict:
+    """Versions of the libraries a result depends on, for metrics.json."""
+    import keras
+    import matplotlib
+    import tensorflow as tf
+
+    versions = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+    }
+    with contextlib.suppress(Exception):
+        from importlib import metadata
+
+        versions["absl-py"] = metadata.version("absl-py")
+        versions["tensorflow-datasets"] = metadata.version("tensorflow-datasets")
+        versions["cifar_denoise_adv"] = metadata.version("cifar_denoise_adv")
+    return versions
+
+
+def machine_description() -> dict:
+    """The machine a run was timed on."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
