@@ -32,6 +32,34 @@ EPOCHS = flags.DEFINE_integer("epochs", 10, "Training epochs.", lower_bound=1)
 BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 64, "Images per training batch.", lower_bound=1
 )
+SIGMA = flags.DEFINE_float(
+    "sigma",
+    0.1,
+    "Noise std in [0, 1] pixel units: y = clip(x + N(0, sigma^2), 0, 1).",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+LEARNING_RATE = flags.DEFINE_float(
+    "learning_rate", 1e-3, "Peak learning rate of the schedule.", lower_bound=0.0
+)
+AUGMENT = flags.DEFINE_bool(
+    "augment", True, "Random flips/rotations (denoiser) or crops/flips (classifier)."
+)
+MAX_TRAIN_IMAGES = flags.DEFINE_integer(
+    "max_train_images",
+    0,
+    "Use at most this many training images (0: all).",
+    lower_bound=0,
+)
+MAX_TEST_IMAGES = flags.DEFINE_integer(
+    "max_test_images", 0, "Use at most this many test images (0: all).", lower_bound=0
+)
+NUM_EXAMPLES = flags.DEFINE_integer(
+    "num_examples", 6, "Rows of the example figures.", lower_bound=4
+)
+JIT_COMPILE = flags.DEFINE_bool(
+    "jit_compile", False, "Compile the training step with XLA."
+)
 STRATEGY = flags.DEFINE_enum(
     "strategy",
     "default",
@@ -41,8 +69,16 @@ STRATEGY = flags.DEFINE_enum(
 )
 
 # Names of the shared flags, for an app's record of its run (flags.cfg).
-DATA_FLAGS = ("data_dir", "run_dir", "seed")
-TRAINING_FLAGS = DATA_FLAGS + ("epochs", "batch_size", "strategy")
+DATA_FLAGS = ("data_dir", "run_dir", "seed", "max_train_images", "max_test_images")
+TRAINING_FLAGS = DATA_FLAGS + (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "augment",
+    "jit_compile",
+    "strategy",
+    "num_examples",
+)
 
 
 def data_dir_or_none() -> str | None:

@@ -5,9 +5,9 @@ Usage:
       --data_dir=path/to/cifar-10-batches-py
 
 Prints and writes run_dir/metrics.json (analytic and clipped-calibrated
-sigma, PSNR(x, y) mean and std on train and test with and without clipping),
-run_dir/noise_examples.png, TensorBoard logs, and with --export the noisy
-train and test sets as .npz files.
+sigma; PSNR(x, y) mean and std on train and test at --sigma, with and
+without clipping), run_dir/noise_examples.png, TensorBoard logs, and with
+--export the noisy train and test sets as .npz files.
 """
 
 from absl import app
@@ -21,25 +21,13 @@ from cifar_denoise_adv import outputs
 _TARGET_PSNR = flags.DEFINE_float(
     "target_psnr", 20.0, "Mean PSNR(x, y) wanted, in dB.", lower_bound=0.0
 )
-_SIGMA = flags.DEFINE_float(
-    "sigma",
-    None,
-    "Noise std in [0, 1] pixel units. Unset: the analytic sigma for --target_psnr.",
-    lower_bound=0.0,
-    upper_bound=1.0,
-)
 _CALIBRATION_SPLIT = flags.DEFINE_enum(
     "calibration_split", "test", ["train", "test"], "Split the clipped sigma is fit on."
-)
-_MAX_IMAGES = flags.DEFINE_integer(
-    "max_images", 0, "Use at most this many images per split (0: all).", lower_bound=0
-)
-_NUM_EXAMPLES = flags.DEFINE_integer(
-    "num_examples", 6, "Rows of noise_examples.png.", lower_bound=4
 )
 _EXPORT = flags.DEFINE_bool(
     "export", False, "Write the noisy train and test sets as .npz (with sigma, seed)."
 )
+_SHARED_FLAGS = common_flags.DATA_FLAGS + ("sigma", "num_examples")
 
 
 def main(argv: list[str]) -> None:
@@ -47,18 +35,19 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     run_dir = outputs.make_run_dir(common_flags.RUN_DIR.value)
-    outputs.write_flags(
-        f"{run_dir}/flags.cfg", flags.FLAGS, __name__, common_flags.DATA_FLAGS
-    )
+    outputs.write_flags(f"{run_dir}/flags.cfg", flags.FLAGS, __name__, _SHARED_FLAGS)
     metrics = noise_job.run(
         run_dir=run_dir,
         data_dir=common_flags.data_dir_or_none(),
         target_psnr=_TARGET_PSNR.value,
-        sigma=_SIGMA.value,
+        sigma=common_flags.SIGMA.value,
         seed=common_flags.SEED.value,
         calibration_split=_CALIBRATION_SPLIT.value,
-        max_images=_MAX_IMAGES.value or None,
-        num_examples=_NUM_EXAMPLES.value,
+        max_images={
+            "train": common_flags.MAX_TRAIN_IMAGES.value,
+            "test": common_flags.MAX_TEST_IMAGES.value,
+        },
+        num_examples=common_flags.NUM_EXAMPLES.value,
         export=_EXPORT.value,
         log=print,
     )

@@ -106,10 +106,10 @@ def run(
     run_dir: str,
     data_dir: str | None,
     target_psnr: float = 20.0,
-    sigma: float | None = None,
+    sigma: float = 0.1,
     seed: int = 0,
     calibration_split: str = "test",
-    max_images: int | None = None,
+    max_images: dict[str, int] | None = None,
     num_examples: int = 6,
     export: bool = False,
     log: Callable[[str], None] = lambda message: None,
@@ -120,10 +120,10 @@ def run(
       run_dir: output folder (created).
       data_dir: local CIFAR-10 copy, or None for TFDS.
       target_psnr: the mean PSNR(x, y) wanted, in dB.
-      sigma: the noise std to use; None uses the analytic sigma for the target.
+      sigma: the noise std for the PSNR statistics, the figure and the export.
       seed: evaluation noise seed (train uses seed + 1, test seed).
       calibration_split: the split whose images the clipped sigma is fitted on.
-      max_images: use at most this many images per split (None: all).
+      max_images: {split: at most this many images (0: all)}; None: all.
       num_examples: rows of the example figure.
       export: write the noisy splits as .npz files with sigma and seed.
       log: receives one line per step (the app prints them).
@@ -136,7 +136,9 @@ def run(
     draws = {}
     labels = {}
     for split in data.SPLITS:
-        draws[split], labels[split] = _noise_draws(split, data_dir, seed, max_images)
+        draws[split], labels[split] = _noise_draws(
+            split, data_dir, seed, (max_images or {}).get(split, 0)
+        )
         count, noise_seed = len(labels[split]), split_seed(seed, split)
         log(f"{split}: {count} images, noise seed {noise_seed}")
 
@@ -144,7 +146,7 @@ def run(
     calibrated = noise_lib.calibrate_sigma(
         noise_lib.mean_noisy_psnr_fn(draws[calibration_split], clip=True), target_psnr
     )
-    used = analytic if sigma is None else sigma
+    used = sigma
     log(f"analytic sigma (no clipping): {analytic:.5f}")
     log(f"calibrated sigma (clipped, {calibration_split} set): {calibrated:.5f}")
     log(WHY_SIGMAS_DIFFER)
@@ -187,7 +189,6 @@ def run(
         "calibration_split": calibration_split,
         "calibrated_check_psnr_db": check,
         "sigma_used": used,
-        "sigma_used_is": "analytic" if sigma is None else "given by --sigma",
         "why_sigmas_differ": WHY_SIGMAS_DIFFER,
         "noise_seed": {split: split_seed(seed, split) for split in data.SPLITS},
         "psnr_xy_db": psnr_xy,

@@ -1,0 +1,199 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl.testing import flagsaver
+
+from cifar_denoise_adv import compare
+from cifar_denoise_adv import denoise
+from cifar_denoise_adv import denoise_image
+from cifar_denoise_adv import denoise_job
+from cifar_denoise_adv import inference
+from cifar_denoise_adv import outputs
+from cifar_denoise_adv import training
+
+TINY = dict(num_blocks=1, filters=4, downscale=2, batch_size=8, num_examples=6)
+
+
+def _run_app(data_dir, run_dir, **overrides):
+    settings = dict(TINY, data_dir=data_dir, run_dir=str(run_dir), epochs=1)
+    settings.update(overrides)
+    with flagsaver.flagsaver(**settings):
+        denoise.main(["denoise"])
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from tests.conftest import write_cifar
+
+    root = tmp_path_factory.mktemp("denoise")
+    data_dir, _ = write_cifar(root / "data", "python", per_file=4)
+    run_dir = root / "run"
+    return data_dir, run_dir, _run_app(data_dir, run_dir)
+
+
+def test_smoke_run_writes_every_promised_output(finished_run):
+    _, run_dir, metrics = finished_run
+    for name in (
+        "metrics.json",
+        "flags.cfg",
+        "recovery_examples.png",
+        "psnr_histogram.png",
+        "psnr_per_image.npz",
+        "model.keras",
+        "saved_model/saved_model.pb",
+    ):
+        assert (run_dir / name).exists(), name
+    assert any("events" in n for _, _, f in os.walk(run_dir / "tb") for n in f)
+    assert metrics["images"] == {"train": 20, "test": 4}
+    assert metrics["sigma"] == 0.1 and metrics["test_noise_seed"] == 1
+    assert set(metrics["psnr_db"]) == {"recovered", "noisy", "gain"}
+    assert metrics["train_images_per_s"] > 0 and metrics["inference_images_per_s"] > 0
+    assert "tensorflow" in metrics["versions"]
+    assert len(metrics["history"]["val_psnr"]) == 1
+    per_image = np.load(run_dir / "psnr_per_image.npz")
+    assert per_image["recovered"].shape == (4,)
+    np.testing.assert_allclose(
+        per_image["recovered"].mean(),
+        metrics["psnr_db"]["recovered"]["mean"],
+        atol=1e-6,
+    )
+    assert "--arch=resnet" in (run_dir / "flags.cfg").read_text()
+
+
+def test_export_reloads_with_the_same_outputs(finished_run):
+    _, run_dir, metrics = finished_run
+    assert metrics["saved_model_max_abs_difference"] < 1e-5
+    images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32)
+    from_keras = inference.load_denoiser(str(run_dir / "model.keras"))(images)
+    from_saved = inference.load_denoiser(str(run_dir / "saved_model"))(images)
+    np.testing.assert_allclose(from_keras, from_saved, atol=1e-5)
+
+
+def test_resume_after_an_interrupted_run(finished_run, tmp_path, monkeypatch):
+    data_dir, _, _ = finished_run
+    run_dir = tmp_path / "run"
+
+    def crash_after_first_epoch(self, epoch, logs=None):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training.ImageGrids, "on_epoch_end", crash_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            _run_app(data_dir, run_dir, epochs=3)
+    assert training.completed_epochs(str(run_dir)) == 1
+    assert not (run_dir / "metrics.json").exists()
+
+    metrics = _run_app(data_dir, run_dir, epochs=3)
+    assert metrics["resumed_from_epoch"] == 1
+    assert len(metrics["history"]["loss"]) == 2  # epochs 2 and 3 only
+    model = keras.models.load_model(run_dir / "model.keras")
+    steps_per_epoch = 3  # 20 images, batch 8
+    assert int(model.optimizer.iterations.numpy()) == 3 * steps_per_epoch
+
+    # Complete: the same command again trains nothing and re-evaluates.
+    again = _run_app(data_dir, run_dir, epochs=3)
+    assert again["resumed_from_epoch"] == 3 and again["history"] == {}
+    assert again["psnr_db"]["recovered"]["mean"] == pytest.approx(
+        metrics["psnr_db"]["recovered"]["mean"], abs=1e-4
+    )
+
+
+def test_denoise_image_on_a_50x40_png_and_a_folder(finished_run, tmp_path, capsys):
+    _, run_dir, _ = finished_run
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    inference.write_png(str(folder / "a.png"), rng.uniform(size=(50, 40, 3)))
+    gray = tf.io.encode_png(np.zeros((8, 8, 1), np.uint8)).numpy()
+    (folder / "gray.png").write_bytes(gray)
+    (folder / "broken.jpg").write_bytes(b"not an image")
+
+    with flagsaver.flagsaver(
+        model=str(run_dir),
+        input=str(folder / "a.png"),
+        output=str(tmp_path / "a_out.png"),
+    ):
+        assert denoise_image.main(["denoise_image"]) == 0
+    assert inference.read_rgb_image(str(tmp_path / "a_out.png")).shape == (50, 40, 3)
+
+    with flagsaver.flagsaver(
+        model=str(run_dir / "model.keras"),
+        input=str(folder),
+        output=str(tmp_path / "out"),
+    ):
+        assert denoise_image.main(["denoise_image"]) == 1
+    assert os.listdir(tmp_path / "out") == ["a.png"]
+    errors = capsys.readouterr().err
+    assert "gray.png: a grayscale image; expected RGB" in errors
+    assert "broken.jpg: cannot read it" in errors
+
+    with pytest.raises(outputs.UserError, match="--model"):
+        inference.load_denoiser(str(tmp_path))
+    with pytest.raises(outputs.UserError, match="--input"):
+        inference.denoise_files(lambda x: x, str(tmp_path / "nope"), str(tmp_path))
+
+
+def test_compare_pairs_two_runs(finished_run, tmp_path, capsys):
+    _, run_dir, metrics = finished_run
+    other = tmp_path / "other"
+    other.mkdir()
+    per_image = np.load(run_dir / "psnr_per_image.npz")
+    outputs.save_npz(
+        str(other / denoise_job.PSNR_FILE),
+        recovered=per_image["recovered"] + np.array([1.0, 2.0, 3.0, 2.0]),
+        noisy=per_image["noisy"],
+    )
+    outputs.write_json(str(other / "metrics.json"), {**metrics, "model": "other"})
+    with flagsaver.flagsaver(
+        runs=[str(run_dir), str(other)], run_dir=str(tmp_path / "c")
+    ):
+        compare.main(["compare"])
+    result = json.loads((tmp_path / "c" / "comparison.json").read_text())
+    pair = result["pairs"][0]
+    assert pair["mean_difference"] == pytest.approx(2.0)
+    assert pair["standard_error"] == pytest.approx(np.std([1, 2, 3, 2], ddof=1) / 2)
+    assert pair["fraction_better"] == 1.0
+    assert "paired mean difference" in capsys.readouterr().out
+
+    outputs.write_json(str(other / "metrics.json"), {**metrics, "sigma": 0.2})
+    with pytest.raises(outputs.UserError, match="same noisy test images"):
+        denoise_job.compare_runs([str(run_dir), str(other)])
+
+
+def test_mirrored_strategy_over_two_logical_cpus(finished_run, tmp_path):
+    data_dir, _, _ = finished_run
+    # Logical devices must be set before TensorFlow starts: a fresh process.
+    script = textwrap.dedent(
+        f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from cifar_denoise_adv import denoise_job
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        assert strategy.num_replicas_in_sync == 2
+        from cifar_denoise_adv import training
+        training.make_strategy = lambda name: strategy
+        config = denoise_job.DenoiseConfig(
+            num_blocks=1, filters=4, downscale=2, batch_size=8, epochs=1,
+            strategy="mirrored")
+        metrics = denoise_job.run(
+            config, run_dir={str(tmp_path / "run")!r}, data_dir={data_dir!r},
+            verbose=0)
+        print("replicas", strategy.num_replicas_in_sync, metrics["psnr_db"])
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas 2" in result.stdout
+    assert (tmp_path / "run" / "metrics.json").exists()
