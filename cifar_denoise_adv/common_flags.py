@@ -42,6 +42,12 @@ SIGMA = flags.DEFINE_float(
 LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", 1e-3, "Peak learning rate of the schedule.", lower_bound=0.0
 )
+WARMUP_EPOCHS = flags.DEFINE_float(
+    "warmup_epochs",
+    0.5,
+    "Linear learning-rate warm-up (epochs) before the cosine decay.",
+    lower_bound=0.0,
+)
 AUGMENT = flags.DEFINE_bool(
     "augment", True, "Random flips/rotations (denoiser) or crops/flips (classifier)."
 )
@@ -74,6 +80,7 @@ TRAINING_FLAGS = DATA_FLAGS + (
     "epochs",
     "batch_size",
     "learning_rate",
+    "warmup_epochs",
     "augment",
     "jit_compile",
     "strategy",

@@ -464,3 +464,47 @@ def with_unit_noise(
         deterministic=True,
     )
     return pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def crop_flip_augment(image: tf.Tensor, seed: tf.Tensor, padding: int = 4):
+    """Random crop after reflect-padding by `padding` px, and a random flip.
+
+    The standard CIFAR-10 augmentation; `seed` is a stateless seed [2].
+    """
+    size = tf.shape(image)
+    padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]], "REFLECT")
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    image = tf.image.stateless_random_crop(padded, size, seed=seeds[0])
+    return tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+
+
+def labelled_batches(
+    dataset: tf.data.Dataset,
+    *,
+    batch_size: int,
+    seed: int,
+    training: bool,
+    augment: bool = True,
+    shuffle_buffer: int = 50_000,
+) -> tf.data.Dataset:
+    """Batches of (image, label) for classification; augmentation on the fly.
+
+    Args:
+      dataset: (float32 image [32, 32, 3] in [0, 1], int label) elements.
+      batch_size: images per batch.
+      seed: fixes the shuffle and the augmentation draws (new every epoch).
+      training: shuffle and (with `augment`) crop/flip; else in order.
+      augment: random crop with 4-px padding and horizontal flip.
+      shuffle_buffer: shuffle buffer size.
+    """
+    dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(
+            shuffle_buffer, seed=seed, reshuffle_each_iteration=True
+        )
+        if augment:
+            dataset = with_noise_seeds(dataset, seed, training=True).map(
+                lambda pair, aug_seed: (crop_flip_augment(pair[0], aug_seed), pair[1]),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -28,9 +28,6 @@ _DOWNSCALE = flags.DEFINE_integer(
     "Pixel-unshuffle factor: the blocks run at 1/downscale resolution.",
     lower_bound=1,
 )
-_WARMUP_EPOCHS = flags.DEFINE_float(
-    "warmup_epochs", 0.5, "Linear warm-up before the cosine decay.", lower_bound=0.0
-)
 _SHARED_FLAGS = common_flags.TRAINING_FLAGS + ("sigma",)
 
 
@@ -47,7 +44,7 @@ def main(argv: list[str]) -> None:
         epochs=common_flags.EPOCHS.value,
         batch_size=common_flags.BATCH_SIZE.value,
         learning_rate=common_flags.LEARNING_RATE.value,
-        warmup_epochs=_WARMUP_EPOCHS.value,
+        warmup_epochs=common_flags.WARMUP_EPOCHS.value,
         augment=common_flags.AUGMENT.value,
         seed=common_flags.SEED.value,
         strategy=common_flags.STRATEGY.value,

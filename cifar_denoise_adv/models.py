@@ -143,3 +143,68 @@ def build_denoiser(
     outputs = layers.Add(name="global_add")([noisy, x]) if use_skips else x
     default_name = "resnet_denoiser" if use_skips else "plain_denoiser"
     return keras.Model(noisy, outputs, name=name or default_name)
+
+
+# CIFAR-10 per-channel statistics of the training set (in [0, 1] pixels).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _conv_bn_relu(x, filters: int, name: str):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(
+        x
+    )
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_classifier(
+    width: int = 32,
+    num_classes: int = 10,
+    dropout: float = 0.0,
+    name: str = "resnet9_classifier",
+) -> keras.Model:
+    """A ResNet-9-style CIFAR-10 classifier with logits output.
+
+    The DAWNBench ResNet-9 layout (D. Page, "How to train your ResNet",
+    2018): prep conv; stage 1 conv + max-pool + residual block of two convs;
+    stage 2 conv + max-pool; stage 3 conv + max-pool + residual block;
+    global max-pool; dense. Channels are width x (1, 2, 4, 8); Page uses 64,
+    a smaller width trades accuracy for CPU time. Inputs are images in
+    [0, 1]: the per-channel normalisation is part of the model, so attacks
+    and users work in pixel units.
+
+    Args:
+      width: channels of the prep conv; the stages use 2x, 4x and 8x.
+      num_classes: number of logits.
+      dropout: dropout rate before the dense layer.
+      name: model name.
+
+    Returns:
+      Uncompiled keras.Model: float32 [B, 32, 32, 3] in [0, 1] -> logits
+      [B, num_classes].
+    """
+    if width < 1 or num_classes < 2 or not 0.0 <= dropout < 1.0:
+        raise ValueError(
+            f"need width >= 1, num_classes >= 2, 0 <= dropout < 1; got {width}, "
+            f"{num_classes}, {dropout}."
+        )
+    images = keras.Input((32, 32, 3), name="images")
+    x = layers.Normalization(
+        mean=CIFAR10_MEAN,
+        variance=[s**2 for s in CIFAR10_STD],
+        name="normalize",
+    )(images)
+    x = _conv_bn_relu(x, width, "prep")
+    for stage, (factor, residual) in enumerate(((2, True), (4, False), (8, True)), 1):
+        x = _conv_bn_relu(x, width * factor, f"stage{stage}")
+        x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
+        if residual:
+            y = _conv_bn_relu(x, width * factor, f"stage{stage}_res1")
+            y = _conv_bn_relu(y, width * factor, f"stage{stage}_res2")
+            x = layers.Add(name=f"stage{stage}_add")([x, y])
+    x = layers.GlobalMaxPooling2D(name="global_pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(images, logits, name=name)

@@ -77,3 +77,33 @@ def histogram(
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], title: str = ""):
+    """A confusion matrix (rows: true class, columns: predicted), counts shown."""
+    matrix = np.asarray(matrix)
+    figure, axis = plt.subplots(figsize=(7.2, 6.2))
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    image = axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(ticks, class_names, fontsize=8)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for row in range(matrix.shape[0]):
+        for col in range(matrix.shape[1]):
+            color = "white" if shares[row, col] > 0.5 else "black"
+            axis.text(
+                col,
+                row,
+                int(matrix[row, col]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=color,
+            )
+    if title:
+        axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    return figure

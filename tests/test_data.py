@@ -216,3 +216,18 @@ def test_psnr_of_noisy_pairs_near_20db_at_sigma_0_1():
     assert float(tf.reduce_mean(noise_lib.psnr(clean, noisy))) == pytest.approx(
         20.0, abs=0.2
     )
+
+
+def test_crop_flip_keeps_shape_and_varies_per_epoch():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(8, 32, 32, 3)).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(8)))
+    batches = data.labelled_batches(dataset, batch_size=8, seed=1, training=True)
+    (x1, y1), (x2, y2) = next(iter(batches)), next(iter(batches))
+    assert x1.shape == (8, 32, 32, 3)
+    order1, order2 = np.argsort(y1.numpy()), np.argsort(y2.numpy())
+    assert not np.allclose(x1.numpy()[order1], x2.numpy()[order2])
+    evaluation = data.labelled_batches(dataset, batch_size=8, seed=1, training=False)
+    x, y = next(iter(evaluation))
+    np.testing.assert_array_equal(x, images)
+    np.testing.assert_array_equal(y, np.arange(8))
