@@ -32,6 +32,11 @@ EPOCHS = flags.DEFINE_integer("epochs", 10, "Training epochs.", lower_bound=1)
 BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 64, "Images per training batch.", lower_bound=1
 )
+CLASSIFIER = flags.DEFINE_string(
+    "classifier",
+    None,
+    "Run folder of the classify app (or its model.keras): the model to attack.",
+)
 SIGMA = flags.DEFINE_float(
     "sigma",
     0.1,
