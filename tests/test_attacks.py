@@ -294,6 +294,28 @@ class UniversalTest(tf.test.TestCase):
             set(reports[0]), {"pass", "fooling_rate", "images_per_s", "elapsed_s"}
         )
 
+    def test_universal_loop_matches_a_plain_sequential_loop(self):
+        # Algorithm 1 written out one image at a time: the chunked "still
+        # correct?" test must not change which images update v, nor the order.
+        model, images = _toy_universal_problem()
+        clean = attacks.predict_labels(model, images).numpy()
+        rng = np.random.default_rng(3)
+        v = np.zeros(SHAPE, np.float32)
+        for _ in range(2):
+            for index in rng.permutation(len(images)):
+                shifted = np.clip(images[index : index + 1] + v, 0.0, 1.0)
+                if attacks.predict_labels(model, shifted).numpy()[0] != clean[index]:
+                    continue
+                result = attacks.deepfool(
+                    model, shifted, num_classes=4, num_candidates=4, max_iter=10
+                )
+                if result.success[0]:
+                    v = attacks.project_lp(v + result.perturbation[0], 0.5, 2).numpy()
+        chunked = attacks.universal_perturbation(
+            model, images, 0.5, 2, delta=0.0, max_passes=2, num_classes=4, seed=3
+        )
+        self.assertAllClose(chunked.perturbation, v, atol=1e-6)
+
     def test_universal_loop_is_reproducible_with_a_seed(self):
         model, images = _toy_universal_problem()
 
