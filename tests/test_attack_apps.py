@@ -1,0 +1,155 @@
+"""Smoke runs of the targeted and universal apps on a tiny classifier."""
+
+import json
+
+import numpy as np
+import pytest
+from absl.testing import flagsaver
+
+from cifar_denoise_adv import classify
+from cifar_denoise_adv import data
+from cifar_denoise_adv import outputs
+from cifar_denoise_adv import targeted
+from cifar_denoise_adv import targeted_job
+from cifar_denoise_adv import universal
+from cifar_denoise_adv import universal_job
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory):
+    from tests.conftest import write_cifar
+
+    root = tmp_path_factory.mktemp("attack_apps")
+    data_dir, _ = write_cifar(root / "data", "python", per_file=4)
+    run_dir = root / "classifier"
+    with flagsaver.flagsaver(
+        data_dir=data_dir, run_dir=str(run_dir), width=4, epochs=1, batch_size=8
+    ):
+        classify.main(["classify"])
+    return data_dir, str(run_dir)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "iterative"])
+def test_targeted_app_writes_every_promised_output(classifier_run, tmp_path, attack):
+    data_dir, classifier_dir = classifier_run
+    run_dir = tmp_path / attack
+    with flagsaver.flagsaver(
+        data_dir=data_dir,
+        classifier=classifier_dir,
+        run_dir=str(run_dir),
+        attack=attack,
+        epsilon=0.03,
+        num_steps=3,
+        step_size=0.01,
+        indices=["0", "1", "2", "3"],
+        target_mode="least_likely",
+        num_examples=4,
+    ):
+        targeted.main(["targeted"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["method"] == attack and metrics["images"] == 4
+    assert metrics["settings"]["epsilon"] == 0.03
+    assert metrics["linf_norm"]["max"] <= 0.03 + 1e-6
+    for key in ("targeted_success_rate", "untargeted_misclassification_rate"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["psnr_perturbed_vs_original_db"]["median"] > 25
+    assert metrics["perturbation_figure_scale"] == pytest.approx(0.5 / 0.03)
+    for i in range(4):
+        assert (run_dir / f"example_{i}.png").stat().st_size > 0
+    assert (run_dir / "flags.cfg").exists() and list((run_dir / "tb").iterdir())
+    _, labels = data.read_local_arrays(data_dir, "test")
+    assert metrics["indices"] == [0, 1, 2, 3]
+    assert np.all(np.array(metrics["targets"]) != labels[:4])
+
+
+def test_choose_images_and_targets():
+    config = targeted_job.TargetedConfig(num_images=3, seed=0)
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    predicted = np.array([0, 1, 9, 3, 9, 5])
+    chosen = targeted_job.choose_images(config, predicted, labels)
+    assert len(chosen) == 3 and set(chosen) <= {0, 1, 3, 5}
+
+    logits = np.eye(10)[labels] + 0.01 * np.arange(10)
+    random_targets = targeted_job.choose_targets(config, logits, labels)
+    assert np.all(random_targets != labels) and random_targets.max() < 10
+    least = targeted_job.choose_targets(
+        targeted_job.TargetedConfig(target_mode="least_likely"), logits, labels
+    )
+    assert np.all(least == np.where(labels == 0, 1, 0))
+    given = targeted_job.TargetedConfig(target_mode="given", targets=(7,))
+    assert np.all(targeted_job.choose_targets(given, logits, labels) == 7)
+    with pytest.raises(outputs.UserError, match="true class"):
+        targeted_job.choose_targets(
+            targeted_job.TargetedConfig(target_mode="given", targets=(3,)),
+            logits,
+            labels,
+        )
+    with pytest.raises(outputs.UserError, match="--indices"):
+        targeted_job.choose_images(
+            targeted_job.TargetedConfig(indices=(9,)), predicted, labels
+        )
+    with pytest.raises(outputs.UserError, match="--targets"):
+        targeted_job.TargetedConfig(target_mode="given")
+
+
+@pytest.mark.parametrize("method", ["deepfool", "sgd"])
+def test_universal_app_writes_every_promised_output(classifier_run, tmp_path, method):
+    data_dir, classifier_dir = classifier_run
+    run_dir = tmp_path / method
+    with flagsaver.flagsaver(
+        data_dir=data_dir,
+        classifier=classifier_dir,
+        run_dir=str(run_dir),
+        method=method,
+        xi="8/255",
+        max_passes=1,
+        max_iter_deepfool=3,
+        sgd_epochs=1,
+        num_examples=4,
+    ):
+        universal.main(["universal"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["method"] == method
+    assert metrics["images"] == {"train": 20, "test": 4}
+    v = np.load(run_dir / "v.npy")
+    assert v.shape == (32, 32, 3)
+    assert np.abs(v).max() <= 8 / 255 + 1e-6
+    for key in (
+        "fooling_rate_train",
+        "fooling_rate_test",
+        "random_noise_fooling_rate_train",
+        "random_noise_fooling_rate_test",
+    ):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert "differs from its prediction on x" in metrics["fooling_definition"]
+    assert np.array(metrics["fooled_flows_test"]).sum() == round(
+        4 * metrics["fooling_rate_test"]
+    )
+    for name in ("perturbation.png", "fooled_flows.png", "examples.png", "flags.cfg"):
+        assert (run_dir / name).stat().st_size > 0, name
+
+
+def test_universal_sweep(classifier_run, tmp_path):
+    data_dir, classifier_dir = classifier_run
+    config = universal_job.UniversalConfig(
+        max_passes=1, max_iter_deepfool=2, sgd_epochs=1, num_examples=4
+    )
+    results = universal_job.sweep(
+        config,
+        [2 / 255, 8 / 255],
+        classifier_dir=classifier_dir,
+        run_dir=str(tmp_path),
+        data_dir=data_dir,
+    )
+    assert len(results["sgd"]["test"]) == 2 and len(results["random"]["train"]) == 2
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    assert json.loads((tmp_path / "sweep.json").read_text())["xi"] == results["xi"]
+
+
+def test_xi_parsing():
+    assert universal.parse_fraction("10/255", "xi") == pytest.approx(10 / 255)
+    assert universal.parse_fraction("0.05", "xi") == 0.05
+    with pytest.raises(outputs.UserError, match="--xi"):
+        universal.parse_fraction("ten", "xi")
+    with pytest.raises(outputs.UserError, match="--xi"):
+        universal.parse_fraction("1/0", "xi")
