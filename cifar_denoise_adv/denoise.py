@@ -28,6 +28,9 @@ _DOWNSCALE = flags.DEFINE_integer(
     "Pixel-unshuffle factor: the blocks run at 1/downscale resolution.",
     lower_bound=1,
 )
+_CLIPNORM = flags.DEFINE_float(
+    "clipnorm", 1.0, "Global gradient-norm clipping in Adam (0: none).", lower_bound=0
+)
 _SHARED_FLAGS = common_flags.TRAINING_FLAGS + ("sigma",)
 
 
@@ -45,6 +48,7 @@ def main(argv: list[str]) -> None:
         batch_size=common_flags.BATCH_SIZE.value,
         learning_rate=common_flags.LEARNING_RATE.value,
         warmup_epochs=common_flags.WARMUP_EPOCHS.value,
+        clipnorm=_CLIPNORM.value,
         augment=common_flags.AUGMENT.value,
         seed=common_flags.SEED.value,
         strategy=common_flags.STRATEGY.value,

@@ -39,6 +39,7 @@ class DenoiseConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     warmup_epochs: float = 0.5
+    clipnorm: float = 1.0  # global gradient-norm clipping; 0: none
     augment: bool = True
     seed: int = 0
     strategy: str = "default"
@@ -65,7 +66,9 @@ def _build(config: DenoiseConfig, steps_per_epoch: int) -> keras.Model:
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=keras.optimizers.Adam(
+            schedule, global_clipnorm=config.clipnorm or None
+        ),
         loss="mse",
         metrics=[training.psnr],
         jit_compile=config.jit_compile,

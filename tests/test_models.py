@@ -44,3 +44,13 @@ def test_unshuffle_round_trip_and_serialization(tmp_path):
 def test_bad_builder_arguments():
     with pytest.raises(ValueError, match="num_blocks"):
         models.build_denoiser(num_blocks=-1)
+
+
+def test_zero_init_resnet_starts_as_the_identity():
+    model = models.build_denoiser(num_blocks=2, filters=8, downscale=2)
+    images = np.random.default_rng(2).uniform(size=(2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(model(images), images, atol=1e-6)
+    plain = models.build_denoiser(num_blocks=2, filters=8, use_skips=False)
+    np.testing.assert_allclose(plain(images), 0.0, atol=1e-6)  # tail starts at zero
+    glorot = models.build_denoiser(num_blocks=2, filters=8, zero_init=False)
+    assert np.abs(np.asarray(glorot(images)) - images).max() > 1e-3
