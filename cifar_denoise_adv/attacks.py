@@ -472,8 +472,8 @@ class DeepFoolResult(NamedTuple):
 def _deepfool_step(model_fn, images, candidates, linf: bool):
     """Minimal linearised step to the nearest candidate boundary, per image.
 
-    Returns r_i [b, H, W, C]: the step of DeepFool's inner loop, with the
-    1e-4 margin of the reference code.
+    Returns r_i [b, ...] shaped like `images`: the step of DeepFool's inner
+    loop, with the 1e-4 margin of the reference code.
     """
     with tf.GradientTape() as tape:
         tape.watch(images)
@@ -481,7 +481,7 @@ def _deepfool_step(model_fn, images, candidates, linf: bool):
         # f_k - f_clean for the other candidates: C - 1 gradients, not C.
         f = logits[:, 1:] - logits[:, :1]  # [b, C-1]
     # All candidates' gradients from one forward pass.
-    w = tape.batch_jacobian(f, images)  # [b, C-1, H, W, ch]
+    w = tape.batch_jacobian(f, images)  # [b, C-1, ...]
     w_flat = tf.reshape(w, tf.concat([tf.shape(w)[:2], [-1]], axis=0))
     if linf:  # dual norm of L-inf is L1 (paper, eq. 11 with q = 1)
         w_norm = tf.reduce_sum(tf.abs(w_flat), axis=-1)
@@ -491,23 +491,30 @@ def _deepfool_step(model_fn, images, candidates, linf: bool):
     distance = tf.abs(f) / w_norm  # [b, C-1]
     nearest = tf.argmin(distance, axis=1)
     distance = tf.gather(distance, nearest, batch_dims=1) + DEEPFOOL_STEP_EPSILON
-    w = tf.gather(w, nearest, batch_dims=1)  # [b, H, W, ch]
-    scale = tf.reshape(distance, [-1, 1, 1, 1])
+    w = tf.gather(w, nearest, batch_dims=1)  # [b, ...]
+    per_image = [-1] + [1] * (images.shape.rank - 1)
+    scale = tf.reshape(distance, per_image)
     if linf:
         return scale * tf.sign(w)
-    w_norm = tf.reshape(tf.gather(w_norm, nearest, batch_dims=1), [-1, 1, 1, 1])
-    return scale * w / w_norm
+    return scale * w / tf.reshape(tf.gather(w_norm, nearest, batch_dims=1), per_image)
 
 
 @tf.function(reduce_retracing=True)
 def _deepfool_iteration(
-    model_fn, images, adversarial, r_total, candidates, overshoot, linf
+    model_fn, images, adversarial, r_total, candidates, overshoot, linf, item_shape
 ):
     """One DeepFool iteration for the images still running.
 
     Returns the new r_tot, the image tested, clip(x + (1 + overshoot) r_tot)
     as in the reference code, and whether its label still is the clean one.
+    `item_shape` (a Python tuple, so part of the trace key) restores the
+    static shape that `batch_jacobian` needs when `reduce_retracing` has
+    generalised the inputs to an unknown rank.
     """
+    shape = (None, *item_shape)
+    images = tf.ensure_shape(images, shape)
+    adversarial = tf.ensure_shape(adversarial, shape)
+    r_total = tf.ensure_shape(r_total, shape)
     r_total = r_total + _deepfool_step(model_fn, adversarial, candidates, linf)
     tested = tf.clip_by_value(images + (1.0 + overshoot) * r_total, 0.0, 1.0)
     labels = tf.argmax(model_fn(tested), axis=-1, output_type=tf.int32)
@@ -547,7 +554,7 @@ def deepfool(
 
     Args:
       model_fn: images -> logits [B, num_classes].
-      images: float32 [B, H, W, C] in [0, 1].
+      images: float32 [B, H, W, C] (or any [B, ...]) in [0, 1].
       num_classes: K, the width of the logits (checked).
       num_candidates: classes considered (top ones of the clean logits),
         2 <= num_candidates <= num_classes.
@@ -594,6 +601,7 @@ def deepfool(
             candidates[active],
             overshoot,
             linf,
+            tuple(clean.shape[1:]),
         )
         r_total[active] = r_active.numpy()
         adversarial[active] = tested.numpy()

@@ -197,6 +197,16 @@ class DeepFoolTest(parameterized.TestCase, tf.test.TestCase):
         )
         self.assertAllEqual(result.iterations, np.ones(12))
 
+    def test_any_input_shape_works(self):
+        # model_fn may take [B, D] vectors as well as [B, H, W, C] images.
+        model = LinearModel()
+        images = _images(4, low=0.4, high=0.6)
+        as_images = attacks.deepfool(model, images, overshoot=0.0)
+        as_vectors = attacks.deepfool(model, images.reshape(4, DIM), overshoot=0.0)
+        self.assertAllClose(
+            as_vectors.perturbation, tf.reshape(as_images.perturbation, [4, DIM])
+        )
+
     @parameterized.parameters("l2", "linf")
     def test_overshoot_flips_every_label(self, norm):
         model = _dense_model(seed=2)
