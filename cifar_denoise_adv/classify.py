@@ -27,6 +27,15 @@ _DROPOUT = flags.DEFINE_float(
 _MOMENTUM = flags.DEFINE_float(
     "momentum", 0.9, "SGD Nesterov momentum.", lower_bound=0.0, upper_bound=1.0
 )
+_LABEL_SMOOTHING = flags.DEFINE_float(
+    "label_smoothing", 0.0, "Label smoothing.", lower_bound=0.0, upper_bound=0.5
+)
+_CUTOUT = flags.DEFINE_integer(
+    "cutout",
+    0,
+    "Side of the cutout square in training images (0: none).",
+    lower_bound=0,
+)
 _WEIGHT_DECAY = flags.DEFINE_float(
     "weight_decay", 5e-4, "Decoupled weight decay.", lower_bound=0.0
 )
@@ -45,7 +54,9 @@ def main(argv: list[str]) -> None:
         momentum=_MOMENTUM.value,
         weight_decay=_WEIGHT_DECAY.value,
         warmup_epochs=common_flags.WARMUP_EPOCHS.value,
+        label_smoothing=_LABEL_SMOOTHING.value,
         augment=common_flags.AUGMENT.value,
+        cutout=_CUTOUT.value,
         seed=common_flags.SEED.value,
         strategy=common_flags.STRATEGY.value,
         max_train_images=common_flags.MAX_TRAIN_IMAGES.value,

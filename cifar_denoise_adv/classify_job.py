@@ -38,7 +38,9 @@ class ClassifyConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 2.0
+    label_smoothing: float = 0.0
     augment: bool = True
+    cutout: int = 0
     seed: int = 0
     strategy: str = "default"
     max_train_images: int = 0
@@ -60,8 +62,8 @@ def _build(config: ClassifyConfig, steps_per_epoch: int) -> keras.Model:
             nesterov=True,
             weight_decay=config.weight_decay,
         ),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        loss=training.SparseSmoothedCrossentropy(config.label_smoothing),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=config.jit_compile,
     )
     return model
@@ -109,6 +111,7 @@ def run(
         seed=config.seed + 1000 * done,  # a resumed run draws new augmentations
         training=True,
         augment=config.augment,
+        cutout=config.cutout,
     )
     test = data.labelled_batches(test_set, batch_size=256, seed=0, training=False)
     _log_augmented_examples(run_dir, train)

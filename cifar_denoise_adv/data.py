@@ -466,16 +466,27 @@ def with_unit_noise(
     return pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def crop_flip_augment(image: tf.Tensor, seed: tf.Tensor, padding: int = 4):
-    """Random crop after reflect-padding by `padding` px, and a random flip.
+def crop_flip_augment(
+    image: tf.Tensor, seed: tf.Tensor, padding: int = 4, cutout: int = 0
+):
+    """Random crop after reflect padding, random flip, optional cutout.
 
-    The standard CIFAR-10 augmentation; `seed` is a stateless seed [2].
+    Cutout: DeVries and Taylor 2017. The standard CIFAR-10 augmentation; `seed` is a stateless seed [2].
+    `cutout` > 0 greys out a `cutout` x `cutout` square (0.5, partly outside
+    the image when its random centre is near the border).
     """
     size = tf.shape(image)
     padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]], "REFLECT")
-    seeds = tf.random.experimental.stateless_split(seed, 2)
+    seeds = tf.random.experimental.stateless_split(seed, 3)
     image = tf.image.stateless_random_crop(padded, size, seed=seeds[0])
-    return tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+    image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+    if cutout:
+        centre = tf.random.stateless_uniform([2], seeds[2], 0, size[0], tf.int32)
+        rows = tf.abs(tf.range(size[0]) - centre[0]) < (cutout + 1) // 2
+        cols = tf.abs(tf.range(size[1]) - centre[1]) < (cutout + 1) // 2
+        square = tf.logical_and(rows[:, None], cols[None, :])[:, :, None]
+        image = tf.where(square, 0.5, image)
+    return image
 
 
 def labelled_batches(
@@ -485,6 +496,7 @@ def labelled_batches(
     seed: int,
     training: bool,
     augment: bool = True,
+    cutout: int = 0,
     shuffle_buffer: int = 50_000,
 ) -> tf.data.Dataset:
     """Batches of (image, label) for classification; augmentation on the fly.
@@ -495,6 +507,7 @@ def labelled_batches(
       seed: fixes the shuffle and the augmentation draws (new every epoch).
       training: shuffle and (with `augment`) crop/flip; else in order.
       augment: random crop with 4-px padding and horizontal flip.
+      cutout: with `augment`, side of the cutout square (0: none).
       shuffle_buffer: shuffle buffer size.
     """
     dataset = dataset.cache()
@@ -504,7 +517,10 @@ def labelled_batches(
         )
         if augment:
             dataset = with_noise_seeds(dataset, seed, training=True).map(
-                lambda pair, aug_seed: (crop_flip_augment(pair[0], aug_seed), pair[1]),
+                lambda pair, aug_seed: (
+                    crop_flip_augment(pair[0], aug_seed, cutout=cutout),
+                    pair[1],
+                ),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

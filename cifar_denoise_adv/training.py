@@ -79,6 +79,37 @@ def completed_epochs(run_dir: str) -> int:
         return 0
 
 
+@keras.saving.register_keras_serializable(package="cifar_denoise_adv")
+class SparseSmoothedCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels against logits, with label smoothing.
+
+    Keras 3's SparseCategoricalCrossentropy has no label smoothing; this
+    one-hot encodes the labels and uses the categorical version.
+    """
+
+    def __init__(self, smoothing: float = 0.0, num_classes: int = 10, **kwargs):
+        kwargs.setdefault("name", "smoothed_crossentropy")
+        super().__init__(**kwargs)
+        self.smoothing = smoothing
+        self.num_classes = num_classes
+
+    def call(self, y_true, y_pred):
+        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        return keras.losses.categorical_crossentropy(
+            tf.one_hot(labels, self.num_classes),
+            y_pred,
+            from_logits=True,
+            label_smoothing=self.smoothing,
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "smoothing": self.smoothing,
+            "num_classes": self.num_classes,
+        }
+
+
 class Throughput(keras.callbacks.Callback):
     """Training seconds per epoch, excluding the validation pass."""
 

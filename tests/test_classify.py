@@ -28,7 +28,13 @@ def test_classifier_bad_arguments():
 def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
     run_dir = tmp_path / "run"
     with flagsaver.flagsaver(
-        data_dir=tiny_cifar, run_dir=str(run_dir), width=4, epochs=2, batch_size=8
+        data_dir=tiny_cifar,
+        run_dir=str(run_dir),
+        width=4,
+        epochs=2,
+        batch_size=8,
+        label_smoothing=0.1,
+        cutout=8,
     ):
         classify.main(["classify"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -53,3 +59,17 @@ def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
     assert classify_job.load_classifier(str(run_dir)).name == "resnet9_classifier"
     with pytest.raises(outputs.UserError, match="--classifier"):
         classify_job.load_classifier(str(tmp_path))
+
+
+def test_smoothed_crossentropy_matches_the_definition():
+    from cifar_denoise_adv import training
+
+    logits = np.array([[2.0, 0.0, -1.0]], np.float32)
+    loss = training.SparseSmoothedCrossentropy(0.3, num_classes=3)
+    log_p = logits - np.log(np.exp(logits).sum())
+    target = np.array([0.8, 0.1, 0.1])  # 0.7 on the label + 0.3 spread over 3
+    assert float(loss(np.array([0]), logits)) == pytest.approx(
+        -(target * log_p).sum(), 1e-5
+    )
+    plain = training.SparseSmoothedCrossentropy(0.0, num_classes=3)
+    assert float(plain(np.array([0]), logits)) == pytest.approx(-log_p[0, 0], 1e-5)

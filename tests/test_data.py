@@ -231,3 +231,12 @@ def test_crop_flip_keeps_shape_and_varies_per_epoch():
     x, y = next(iter(evaluation))
     np.testing.assert_array_equal(x, images)
     np.testing.assert_array_equal(y, np.arange(8))
+
+
+def test_cutout_greys_a_square():
+    image = tf.zeros([32, 32, 3])
+    out = data.crop_flip_augment(image, tf.constant([3, 4]), cutout=8).numpy()
+    grey = np.all(out == 0.5, axis=-1)
+    assert 0 < grey.sum() <= 64
+    rows, cols = np.nonzero(grey)
+    assert rows.max() - rows.min() < 8 and cols.max() - cols.min() < 8
