@@ -472,8 +472,8 @@ def crop_flip_augment(
     """Random crop after reflect padding, random flip, optional cutout.
 
     The standard CIFAR-10 augmentation; `seed` is a stateless seed [2].
-    `cutout` > 0 (DeVries and Taylor 2017) greys out a `cutout` x `cutout` square (0.5, partly outside
-    the image when its random centre is near the border).
+    `cutout` > 0 (DeVries and Taylor 2017) greys out a `cutout` x `cutout`
+    square (0.5; partly outside the image when its centre is near the border).
     """
     size = tf.shape(image)
     padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]], "REFLECT")
