@@ -54,3 +54,11 @@ def test_zero_init_resnet_starts_as_the_identity():
     np.testing.assert_allclose(plain(images), 0.0, atol=1e-6)  # tail starts at zero
     glorot = models.build_denoiser(num_blocks=2, filters=8, zero_init=False)
     assert np.abs(np.asarray(glorot(images)) - images).max() > 1e-3
+
+
+def test_plain_net_keeps_the_activation_scale_through_its_blocks():
+    plain = models.build_denoiser(num_blocks=12, filters=32, use_skips=False)
+    probe = keras.Model(plain.input, plain.get_layer("block11_conv2").output)
+    images = np.random.default_rng(3).uniform(size=(4, 32, 32, 3)).astype(np.float32)
+    scale = float(np.std(probe(images)))
+    assert 1e-2 < scale < 10.0  # He kernels on the linear convs give ~1e3
