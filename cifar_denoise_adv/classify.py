@@ -41,11 +41,9 @@ _WEIGHT_DECAY = flags.DEFINE_float(
 )
 
 
-def main(argv: list[str]) -> None:
-    """Reads the flags once and runs the classify job."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = classify_job.ClassifyConfig(
+def config_from_flags() -> classify_job.ClassifyConfig:
+    """The classify job's config from the parsed flags (the study uses it too)."""
+    return classify_job.ClassifyConfig(
         width=_WIDTH.value,
         dropout=_DROPOUT.value,
         epochs=common_flags.EPOCHS.value,
@@ -63,13 +61,25 @@ def main(argv: list[str]) -> None:
         max_test_images=common_flags.MAX_TEST_IMAGES.value,
         jit_compile=common_flags.JIT_COMPILE.value,
     )
+
+
+def run_from_flags(log=print) -> dict:
+    """Writes flags.cfg and runs (or resumes) the classify job; returns metrics."""
+    config = config_from_flags()
     run_dir = outputs.make_run_dir(common_flags.RUN_DIR.value)
     outputs.write_flags(
         f"{run_dir}/flags.cfg", flags.FLAGS, __name__, common_flags.TRAINING_FLAGS
     )
-    classify_job.run(
-        config, run_dir=run_dir, data_dir=common_flags.data_dir_or_none(), log=print
+    return classify_job.run(
+        config, run_dir=run_dir, data_dir=common_flags.data_dir_or_none(), log=log
     )
+
+
+def main(argv: list[str]) -> None:
+    """Reads the flags once and runs the classify job."""
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    run_from_flags()
 
 
 if __name__ == "__main__":

@@ -34,11 +34,9 @@ _CLIPNORM = flags.DEFINE_float(
 _SHARED_FLAGS = common_flags.TRAINING_FLAGS + ("sigma",)
 
 
-def main(argv: list[str]) -> None:
-    """Reads the flags once and runs the denoise job."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = denoise_job.DenoiseConfig(
+def config_from_flags() -> denoise_job.DenoiseConfig:
+    """The denoise job's config from the parsed flags (the study uses it too)."""
+    return denoise_job.DenoiseConfig(
         arch=_ARCH.value,
         num_blocks=_NUM_BLOCKS.value,
         filters=_FILTERS.value,
@@ -57,11 +55,23 @@ def main(argv: list[str]) -> None:
         num_examples=common_flags.NUM_EXAMPLES.value,
         jit_compile=common_flags.JIT_COMPILE.value,
     )
+
+
+def run_from_flags(log=print) -> dict:
+    """Writes flags.cfg and runs (or resumes) the denoise job; returns its metrics."""
+    config = config_from_flags()
     run_dir = outputs.make_run_dir(common_flags.RUN_DIR.value)
     outputs.write_flags(f"{run_dir}/flags.cfg", flags.FLAGS, __name__, _SHARED_FLAGS)
-    denoise_job.run(
-        config, run_dir=run_dir, data_dir=common_flags.data_dir_or_none(), log=print
+    return denoise_job.run(
+        config, run_dir=run_dir, data_dir=common_flags.data_dir_or_none(), log=log
     )
+
+
+def main(argv: list[str]) -> None:
+    """Reads the flags once and runs the denoise job."""
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    run_from_flags()
 
 
 if __name__ == "__main__":

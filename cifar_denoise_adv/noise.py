@@ -30,15 +30,9 @@ _EXPORT = flags.DEFINE_bool(
 _SHARED_FLAGS = common_flags.DATA_FLAGS + ("sigma", "num_examples")
 
 
-def main(argv: list[str]) -> None:
-    """Reads the flags once and runs the noise job."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    run_dir = outputs.make_run_dir(common_flags.RUN_DIR.value)
-    outputs.write_flags(f"{run_dir}/flags.cfg", flags.FLAGS, __name__, _SHARED_FLAGS)
-    metrics = noise_job.run(
-        run_dir=run_dir,
-        data_dir=common_flags.data_dir_or_none(),
+def config_from_flags() -> dict:
+    """The noise job's settings from the parsed flags (the study uses it too)."""
+    return dict(
         target_psnr=_TARGET_PSNR.value,
         sigma=common_flags.SIGMA.value,
         seed=common_flags.SEED.value,
@@ -49,10 +43,28 @@ def main(argv: list[str]) -> None:
         },
         num_examples=common_flags.NUM_EXAMPLES.value,
         export=_EXPORT.value,
-        log=print,
     )
+
+
+def run_from_flags(log=print) -> dict:
+    """Writes flags.cfg and runs the noise job; returns its metrics."""
+    run_dir = outputs.make_run_dir(common_flags.RUN_DIR.value)
+    outputs.write_flags(f"{run_dir}/flags.cfg", flags.FLAGS, __name__, _SHARED_FLAGS)
+    return noise_job.run(
+        run_dir=run_dir,
+        data_dir=common_flags.data_dir_or_none(),
+        log=log,
+        **config_from_flags(),
+    )
+
+
+def main(argv: list[str]) -> None:
+    """Reads the flags once and runs the noise job."""
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    metrics = run_from_flags()
     logging.info("noise job done in %.1f s", metrics["seconds"])
-    print(f"wrote {run_dir}/metrics.json and noise_examples.png")
+    print(f"wrote {common_flags.RUN_DIR.value}/metrics.json and noise_examples.png")
 
 
 if __name__ == "__main__":

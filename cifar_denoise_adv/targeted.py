@@ -59,11 +59,9 @@ def _ints(values: list[str], name: str) -> tuple[int, ...]:
         ) from None
 
 
-def main(argv: list[str]) -> None:
-    """Reads the flags once and runs the targeted job."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = targeted_job.TargetedConfig(
+def config_from_flags() -> targeted_job.TargetedConfig:
+    """The targeted job's config from the parsed flags (the study uses it too)."""
+    return targeted_job.TargetedConfig(
         method=_ATTACK.value,
         epsilon=_EPSILON.value,
         step_size=_STEP_SIZE.value,
@@ -77,6 +75,11 @@ def main(argv: list[str]) -> None:
         num_figures=common_flags.NUM_EXAMPLES.value,
         batch_size=common_flags.BATCH_SIZE.value,
     )
+
+
+def run_from_flags(log=print) -> dict:
+    """Writes flags.cfg and runs the targeted job; returns its metrics."""
+    config = config_from_flags()
     run_dir = outputs.make_run_dir(common_flags.RUN_DIR.value)
     outputs.write_flags(
         f"{run_dir}/flags.cfg",
@@ -84,13 +87,20 @@ def main(argv: list[str]) -> None:
         __name__,
         _SHARED_FLAGS + ("num_examples",),
     )
-    targeted_job.run(
+    return targeted_job.run(
         config,
         classifier_dir=common_flags.CLASSIFIER.value,
         run_dir=run_dir,
         data_dir=common_flags.data_dir_or_none(),
-        log=print,
+        log=log,
     )
+
+
+def main(argv: list[str]) -> None:
+    """Reads the flags once and runs the targeted job."""
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    run_from_flags()
 
 
 if __name__ == "__main__":

@@ -72,11 +72,9 @@ def parse_fraction(text: str, name: str) -> float:
     return value
 
 
-def main(argv: list[str]) -> None:
-    """Reads the flags once and runs the universal job (or its sweep)."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = universal_job.UniversalConfig(
+def config_from_flags() -> universal_job.UniversalConfig:
+    """The universal job's config from the parsed flags (the study uses it too)."""
+    return universal_job.UniversalConfig(
         method=_METHOD.value,
         norm=_NORM.value,
         xi=parse_fraction(_XI.value, "xi"),
@@ -92,19 +90,34 @@ def main(argv: list[str]) -> None:
         seed=common_flags.SEED.value,
         num_examples=common_flags.NUM_EXAMPLES.value,
     )
+
+
+def sweep_xi_from_flags() -> list[float]:
+    """The --sweep_xi budgets as numbers (empty: no sweep)."""
+    return [parse_fraction(x, "sweep_xi") for x in _SWEEP_XI.value]
+
+
+def run_from_flags(log=print) -> dict:
+    """Writes flags.cfg and runs the universal job, or its sweep; returns results."""
+    config = config_from_flags()
     run_dir = outputs.make_run_dir(common_flags.RUN_DIR.value)
     outputs.write_flags(f"{run_dir}/flags.cfg", flags.FLAGS, __name__, _SHARED_FLAGS)
     kwargs = dict(
         classifier_dir=common_flags.CLASSIFIER.value,
         run_dir=run_dir,
         data_dir=common_flags.data_dir_or_none(),
-        log=print,
+        log=log,
     )
     if _SWEEP_XI.value:
-        xis = [parse_fraction(x, "sweep_xi") for x in _SWEEP_XI.value]
-        universal_job.sweep(config, xis, **kwargs)
-    else:
-        universal_job.run(config, **kwargs)
+        return universal_job.sweep(config, sweep_xi_from_flags(), **kwargs)
+    return universal_job.run(config, **kwargs)
+
+
+def main(argv: list[str]) -> None:
+    """Reads the flags once and runs the universal job (or its sweep)."""
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    run_from_flags()
 
 
 if __name__ == "__main__":
