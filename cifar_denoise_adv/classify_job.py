@@ -97,6 +97,8 @@ def run(
     """
     start = time.time()
     run_dir = outputs.make_run_dir(run_dir)
+    # First: the training pipeline's random seeds depend on the global seed.
+    keras.utils.set_random_seed(config.seed)
     strategy = training.make_strategy(config.strategy)
     train_set = data.load("train", data_dir).take(config.max_train_images or -1)
     test_set = data.load("test", data_dir).take(config.max_test_images or -1)
@@ -116,7 +118,6 @@ def run(
     test = data.labelled_batches(test_set, batch_size=256, seed=0, training=False)
     _log_augmented_examples(run_dir, train)
 
-    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = _build(config, steps_per_epoch)
     log(

@@ -381,14 +381,22 @@ def load_arrays(
 def with_noise_seeds(images: tf.data.Dataset, seed: int, training: bool):
     """Pairs each element with a stateless-RNG seed of shape [2] (int64).
 
-    `Dataset.random` with `rerandomize_each_iteration=True` gives new seeds
-    every epoch (fresh training noise); with False it repeats them exactly,
-    so evaluation noise is the same run after run. A seed built from
-    `Dataset.counter()` or a stateful op under a global seed would repeat the
-    same noise every epoch.
+    Training: `Dataset.random(rerandomize_each_iteration=True)` gives new
+    seeds every epoch (fresh noise); a seed built from `Dataset.counter()`
+    would repeat the same noise every epoch. Its draws also depend on TF's
+    global seed, so the jobs set that first (`keras.utils.set_random_seed`).
+
+    Evaluation: the seed of image i is (seed, i), a pure function of the
+    two, so the noise is the same run after run and in any process, whatever
+    ran before (`Dataset.random` here would change with the global seed).
     """
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=training)
-    return tf.data.Dataset.zip(images, seeds.batch(2))
+    if training:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        return tf.data.Dataset.zip(images, seeds.batch(2))
+    seeds = tf.data.Dataset.counter().map(
+        lambda index: tf.stack([tf.constant(seed, tf.int64), index])
+    )
+    return tf.data.Dataset.zip(images, seeds)
 
 
 def dihedral_augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

@@ -31,6 +31,12 @@ _DOWNSCALE = flags.DEFINE_integer(
 _CLIPNORM = flags.DEFINE_float(
     "clipnorm", 1.0, "Global gradient-norm clipping in Adam (0: none).", lower_bound=0
 )
+_INIT_FROM = flags.DEFINE_string(
+    "init_from",
+    "",
+    "Run folder of a finished denoise run (same architecture) whose weights "
+    "start this run, with a new schedule: how the longer recipe chains runs.",
+)
 _SHARED_FLAGS = common_flags.TRAINING_FLAGS + ("sigma",)
 
 
@@ -47,6 +53,7 @@ def config_from_flags() -> denoise_job.DenoiseConfig:
         learning_rate=common_flags.LEARNING_RATE.value,
         warmup_epochs=common_flags.WARMUP_EPOCHS.value,
         clipnorm=_CLIPNORM.value,
+        init_from=_INIT_FROM.value,
         augment=common_flags.AUGMENT.value,
         seed=common_flags.SEED.value,
         strategy=common_flags.STRATEGY.value,

@@ -40,6 +40,7 @@ class DenoiseConfig:
     learning_rate: float = 1e-3
     warmup_epochs: float = 0.5
     clipnorm: float = 1.0  # global gradient-norm clipping; 0: none
+    init_from: str = ""  # a finished run whose weights start this one
     augment: bool = True
     seed: int = 0
     strategy: str = "default"
@@ -119,6 +120,8 @@ def run(
     """
     start = time.time()
     run_dir = outputs.make_run_dir(run_dir)
+    # First: the training pipeline's random seeds depend on the global seed.
+    keras.utils.set_random_seed(config.seed)
     strategy = training.make_strategy(config.strategy)
     train_images = data.load("train", data_dir).take(config.max_train_images or -1)
     test_images = data.load("test", data_dir).take(config.max_test_images or -1)
@@ -147,9 +150,11 @@ def run(
     clean = np.concatenate([batch[1] for batch in batches])
     labels = np.concatenate([y for _, y in test_images.batch(4096).as_numpy_iterator()])
 
-    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = _build(config, steps_per_epoch)
+        if config.init_from and not done:  # a resumed run has its own weights
+            _load_weights_from(model, config.init_from)
+            log(f"weights from {config.init_from}; a new schedule starts")
     log(
         f"{model.name}: {model.count_params():,} parameters, {num_train} train "
         f"images, {steps_per_epoch} steps/epoch, {config.epochs} epochs"
@@ -230,6 +235,7 @@ def run(
         "test_noise_seed": test_seed,
         "epochs": config.epochs,
         "resumed_from_epoch": fit["resumed_from_epoch"],
+        "initialised_from": _lineage(config.init_from),
         "psnr_db": stats,
         "history": fit["history"],
         "train_seconds_this_run": train_seconds,
@@ -250,6 +256,38 @@ def run(
         f"{stats['noisy']['std']:.3f}) over {len(psnr_out)} test images"
     )
     return metrics
+
+
+def _load_weights_from(model: keras.Model, run_dir: str) -> None:
+    """Copies the weights of another run's model.keras (same architecture)."""
+    path = os.path.join(run_dir, training.KERAS_FILE)
+    if not os.path.isfile(path):
+        raise outputs.UserError(
+            f"--init_from={run_dir}: no {training.KERAS_FILE}; expected a finished "
+            "run of the denoise app."
+        )
+    source = keras.models.load_model(path, compile=False)
+    try:
+        model.set_weights(source.get_weights())
+    except ValueError as error:
+        raise outputs.UserError(
+            f"--init_from={run_dir}: its model does not match this architecture "
+            f"({error})."
+        ) from None
+
+
+def _lineage(init_from: str) -> dict | None:
+    """What an --init_from run brought: its epochs and training time."""
+    if not init_from:
+        return None
+    source = _previous_metrics(init_from)
+    return {
+        "run": os.path.abspath(init_from),
+        "epochs": source.get("epochs", 0)
+        + ((source.get("initialised_from") or {}).get("epochs", 0)),
+        "train_seconds": source.get("train_seconds_total", 0.0)
+        + ((source.get("initialised_from") or {}).get("train_seconds", 0.0)),
+    }
 
 
 def _previous_metrics(run_dir: str) -> dict:

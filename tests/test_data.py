@@ -161,6 +161,16 @@ def test_evaluation_noise_repeats_and_training_noise_changes():
     again = data.noisy_pairs(_images(), sigma=0.1, batch_size=4, seed=3, training=False)
     np.testing.assert_array_equal(_noisy(evaluation), _noisy(again))
 
+    # Whatever happens to TF's global seed in between (one process may run
+    # several jobs), the evaluation noise stays the same.
+    tf.random.set_seed(1234)
+    later = data.noisy_pairs(_images(), sigma=0.1, batch_size=4, seed=3, training=False)
+    np.testing.assert_array_equal(_noisy(evaluation), _noisy(later))
+    other_seed = data.noisy_pairs(
+        _images(), sigma=0.1, batch_size=4, seed=4, training=False
+    )
+    assert not np.allclose(_noisy(evaluation), _noisy(other_seed))
+
     training = data.noisy_pairs(
         _images(), sigma=0.1, batch_size=6, seed=3, training=True, shuffle_buffer=1
     )

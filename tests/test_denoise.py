@@ -197,3 +197,18 @@ def test_mirrored_strategy_over_two_logical_cpus(finished_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replicas 2" in result.stdout
     assert (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_init_from_starts_with_the_other_runs_weights(finished_run, tmp_path):
+    data_dir, run_dir, first = finished_run
+    metrics = _run_app(
+        data_dir, tmp_path / "second", init_from=str(run_dir), learning_rate=1e-12
+    )
+    # With a negligible learning rate the second run keeps the first's weights.
+    assert metrics["psnr_db"]["recovered"]["mean"] == pytest.approx(
+        first["psnr_db"]["recovered"]["mean"], abs=1e-3
+    )
+    assert metrics["initialised_from"]["epochs"] == 1
+    other_arch = dict(num_blocks=2)
+    with pytest.raises(outputs.UserError, match="does not match"):
+        _run_app(data_dir, tmp_path / "third", init_from=str(run_dir), **other_arch)
