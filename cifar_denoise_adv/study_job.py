@@ -1,0 +1,243 @@
+"""The study: every job of the two studies in order, resumable, then the report.
+
+`run(plans, study_dir=...)` runs the steps one after the other, each through
+its app's own code (the plan's `execute`), each in `study_dir/<step>`, and
+then writes `report.md` and `report.html` (see `report.py`).
+
+Skipping and resuming. Each step's settings (its job config, the data
+source and the metrics of the steps it depends on) are its *fingerprint*.
+A step records `study_step.json` in its run folder: `"state": "running"`
+with the fingerprint before it starts and `"state": "done"` when it has
+written its results. Then, on the next invocation:
+
+- done, same fingerprint, results present: skipped;
+- running, same fingerprint (the study was interrupted in this step):
+  run again in the same folder, so a training job continues from its last
+  completed epoch (`run_dir/backup`);
+- anything else (new settings, forced, no record): the folder is emptied
+  and the step runs from scratch, so no output of other settings survives.
+
+A step that depends on another (the attacks on the classifier) has the
+other's metrics.json in its fingerprint, so a retrained classifier makes
+every attack rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Sequence
+
+from cifar_denoise_adv import outputs
+from cifar_denoise_adv import report
+
+RECORD_FILE = "study_step.json"
+STUDY_FILE = "study.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One job of the study: its name (= its folder) and the app that runs it."""
+
+    name: str
+    app: str
+    question: str
+    needs: tuple[str, ...] = ()
+    result_file: str = "metrics.json"
+
+
+# In the order they run; the attacks need the classifier.
+STEPS = (
+    Step("noise", "noise", "noise"),
+    Step("resnet", "denoise", "denoisers"),
+    Step("plain", "denoise", "denoisers"),
+    Step("classifier", "classify", "classifier"),
+    Step("fgsm", "targeted", "targeted", needs=("classifier",)),
+    Step("iterative", "targeted", "targeted", needs=("classifier",)),
+    Step("universal", "universal", "universal", needs=("classifier",)),
+    Step("universal_deepfool", "universal", "universal", needs=("classifier",)),
+    Step(
+        "universal_sweep",
+        "universal",
+        "universal",
+        needs=("classifier",),
+        result_file="sweep.json",
+    ),
+)
+STEP_NAMES = tuple(step.name for step in STEPS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A configured step: where it runs, with what settings, and how.
+
+    Attributes:
+      step: the `Step`.
+      flagfile: the step's flag file (for the report).
+      run_dir: its folder, `study_dir/<step name>`.
+      settings: JSON-able settings that define the result (job config, data).
+      execute: runs the step's app code with its flags; returns its results.
+    """
+
+    step: Step
+    flagfile: str
+    run_dir: str
+    settings: dict
+    execute: Callable[[], dict]
+
+
+def _normalized(value) -> object:
+    """JSON round trip: tuples become lists, so records compare equal."""
+    return json.loads(json.dumps(outputs._jsonable(value), sort_keys=True))
+
+
+def file_digest(path: str) -> str | None:
+    """sha256 of a file's bytes, or None if it does not exist."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def fingerprint(plan: Plan, plans_by_name: dict[str, Plan]) -> dict:
+    """What must be unchanged for the step's earlier result to stand."""
+    upstream = {}
+    for name in plan.step.needs:
+        if name in plans_by_name:
+            other = plans_by_name[name]
+            upstream[name] = file_digest(
+                os.path.join(other.run_dir, other.step.result_file)
+            )
+    return _normalized(
+        {"app": plan.step.app, "settings": plan.settings, "upstream": upstream}
+    )
+
+
+def read_record(run_dir: str) -> dict | None:
+    """The step's study_step.json, or None if missing or unreadable."""
+    path = os.path.join(run_dir, RECORD_FILE)
+    try:
+        return outputs.read_json(path)
+    except outputs.UserError:
+        return None
+
+
+def decide(plan: Plan, current: dict, forced: bool) -> str:
+    """'skip', 'resume' or 'fresh' for a step (see the module docstring)."""
+    if forced:
+        return "fresh"
+    record = read_record(plan.run_dir)
+    if not record or record.get("fingerprint") != current:
+        return "fresh"
+    if record.get("state") == "running":
+        return "resume"
+    result = os.path.join(plan.run_dir, plan.step.result_file)
+    if record.get("state") == "done" and os.path.isfile(result):
+        return "skip"
+    return "fresh"
+
+
+def _empty_folder(run_dir: str, study_dir: str) -> None:
+    inside = os.path.commonpath([os.path.abspath(run_dir), os.path.abspath(study_dir)])
+    if inside != os.path.abspath(study_dir) or os.path.samefile(run_dir, study_dir):
+        raise outputs.UserError(f"{run_dir}: refusing to empty a folder outside it.")
+    shutil.rmtree(run_dir)
+
+
+def run_step(plan: Plan, current: dict, action: str, study_dir: str, log) -> dict:
+    """Runs one step (fresh or resumed) with its record kept up to date."""
+    if action == "fresh" and os.path.isdir(plan.run_dir):
+        _empty_folder(plan.run_dir, study_dir)
+    outputs.make_run_dir(plan.run_dir)
+    record_path = os.path.join(plan.run_dir, RECORD_FILE)
+    record = {"step": plan.step.name, "flagfile": plan.flagfile}
+    outputs.write_json(
+        record_path, {**record, "state": "running", "fingerprint": current}
+    )
+    start = time.time()
+    plan.execute()
+    seconds = time.time() - start
+    outputs.write_json(
+        record_path,
+        {
+            **record,
+            "state": "done",
+            "fingerprint": current,
+            "seconds": seconds,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
+    log(f"study: {plan.step.name} done in {seconds / 60:.1f} min")
+    return {"seconds": seconds}
+
+
+def run(
+    plans: Sequence[Plan],
+    *,
+    study_dir: str,
+    force: bool | Collection[str] = False,
+    data_source: str = "",
+    log: Callable[[str], None] = lambda message: None,
+) -> dict:
+    """Runs the planned steps in order (skipping the up-to-date ones), reports.
+
+    Args:
+      plans: the configured steps, in `STEPS` order.
+      study_dir: the study's folder; each step's run folder is inside it.
+      force: True reruns every step; a collection of names reruns those.
+      data_source: how the data was chosen, for the report.
+      log: receives progress lines.
+
+    Returns:
+      The study record written to study_dir/study.json (steps with their
+      status: ran, resumed or skipped, and seconds).
+    """
+    start = time.time()
+    study_dir = outputs.make_run_dir(study_dir)
+    unknown = set(force) - set(STEP_NAMES) if not isinstance(force, bool) else set()
+    if unknown:
+        raise outputs.UserError(
+            f"--rerun: unknown steps {sorted(unknown)}; expected some of {STEP_NAMES}."
+        )
+    by_name = {plan.step.name: plan for plan in plans}
+    statuses = []
+    for plan in plans:
+        current = fingerprint(plan, by_name)
+        forced = force is True or (
+            not isinstance(force, bool) and plan.step.name in force
+        )
+        action = decide(plan, current, forced)
+        log(f"study: {plan.step.name} ({plan.flagfile}): {action}")
+        entry = {
+            "step": plan.step.name,
+            "app": plan.step.app,
+            "question": plan.step.question,
+            "flagfile": plan.flagfile,
+            "run_dir": os.path.relpath(plan.run_dir, study_dir),
+            "status": {"skip": "skipped", "resume": "resumed", "fresh": "ran"}[action],
+            "forced": forced,
+            "seconds_this_invocation": 0.0,
+        }
+        if action != "skip":
+            entry["seconds_this_invocation"] = run_step(
+                plan, current, action, study_dir, log
+            )["seconds"]
+        statuses.append(entry)
+    study = {
+        "study_dir": study_dir,
+        "data_source": data_source,
+        "steps": statuses,
+        "not_configured": [n for n in STEP_NAMES if n not in by_name],
+        "invocation_seconds": time.time() - start,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    outputs.write_json(os.path.join(study_dir, STUDY_FILE), study)
+    paths = report.write(study_dir)
+    log(f"study: wrote {paths['md']} and {paths['html']}")
+    return study
