@@ -356,7 +356,12 @@ def _denoiser_rows(steps: dict) -> list:
                 name,
                 m["model"],
                 f"{m['parameters']:,}",
-                str(m["epochs"]),
+                str(m["epochs"])
+                + (
+                    f" (+{m['initialised_from']['epochs']} earlier)"
+                    if m.get("initialised_from")
+                    else ""
+                ),
                 _minutes(m.get("train_seconds_total")),
                 f"{m['images']['train']} / {m['images']['test']}",
                 db(psnr["noisy"]),
@@ -367,6 +372,17 @@ def _denoiser_rows(steps: dict) -> list:
             ]
         )
     return rows
+
+
+def _earlier(m: dict) -> str:
+    lineage = m.get("initialised_from")
+    if not lineage:
+        return ""
+    return (
+        f" Started from the weights of {lineage['run']} (--init_from: "
+        f"{lineage['epochs']} earlier epochs, {_minutes(lineage['train_seconds'])} "
+        "min)."
+    )
 
 
 def _denoiser_settings(m: dict) -> str:
@@ -381,7 +397,7 @@ def _denoiser_settings(m: dict) -> str:
         f"{'on' if c['augment'] else 'off'}, seed {c['seed']}; trained on fresh "
         f"noise every epoch, evaluated on {m['images']['test']} test images with "
         f"fixed noise (seed {m['test_noise_seed']}), sigma {m['sigma']:g}."
-    )
+    ) + _earlier(m)
 
 
 def _denoiser_section(steps: dict, study: dict) -> list:

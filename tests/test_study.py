@@ -298,3 +298,53 @@ def test_skip_resume_force_and_dependencies(tmp_path, monkeypatch):
 
     with pytest.raises(outputs.UserError, match="--rerun"):
         run(plans, study_dir=study_dir, force={"nonsense"})
+
+
+def test_reference_notes_agree_or_say_why():
+    noise_metrics = {
+        "psnr_xy_db": {
+            "test": {
+                "clipped": {"mean": 20.33, "std": 0.35},
+                "unclipped": {"mean": 19.999, "std": 0.108},
+            }
+        },
+        "sigma_used": 0.1,
+        "images": {"train": 50000, "test": 10000},
+    }
+    assert report._noise_reference_note(noise_metrics, clipped=False).startswith(
+        "agrees"
+    )
+    assert report._noise_reference_note(noise_metrics, clipped=True).startswith(
+        "clipping:"
+    )
+    config = {
+        "arch": "resnet",
+        "num_blocks": 8,
+        "filters": 64,
+        "downscale": 1,
+        "epochs": 100,
+        "learning_rate": 1e-3,
+        "warmup_epochs": 0.5,
+        "clipnorm": 1.0,
+        "batch_size": 64,
+        "augment": True,
+        "seed": 0,
+    }
+    denoiser = {
+        "config": config,
+        "images": {"train": 50000, "test": 10000},
+        "sigma": 0.1,
+        "psnr_db": {"recovered": {"mean": 28.40}, "noisy": {"mean": 19.99}},
+        "parameters": 10,
+        "test_noise_seed": 1,
+        "initialised_from": {"run": "/r/a", "epochs": 28, "train_seconds": 1800},
+    }
+    assert report._denoiser_reference_note("resnet", denoiser).startswith("agrees")
+    denoiser["config"] = dict(config, epochs=28)
+    denoiser["psnr_db"]["recovered"]["mean"] = 27.9
+    assert "budget: 8 blocks x 64" in report._denoiser_reference_note(
+        "resnet", denoiser
+    )
+    assert "(--init_from: 28 earlier epochs, 30.0 min)" in (
+        report._denoiser_settings(denoiser)
+    )
