@@ -9,6 +9,7 @@ one is whole.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -72,6 +73,19 @@ def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # JSON has no inf/nan
     return value
+
+
+def normalized(value) -> object:
+    """JSON round trip (tuples become lists, keys sorted): records compare equal."""
+    return json.loads(json.dumps(_jsonable(value), sort_keys=True))
+
+
+def file_sha256(path: str) -> str | None:
+    """sha256 of a file's bytes, or None if it does not exist."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def write_json(path: str, data: dict) -> None:

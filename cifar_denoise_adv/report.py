@@ -588,6 +588,8 @@ def _universal_section(steps: dict) -> list:
         "note",
     ]
     blocks.append(("table", header, rows))
+    if "universal_sweep" in steps:
+        blocks.append(("p", _sweep_budgets(steps["universal_sweep"]["metrics"])))
     for name in ("universal", "universal_deepfool", "universal_sweep"):
         if name in steps:
             blocks += _figures(
@@ -600,6 +602,27 @@ def _universal_section(steps: dict) -> list:
                 },
             )
     return blocks
+
+
+def _sweep_budgets(sweep: dict) -> str:
+    """Where each method's training-set rate reaches the sweep's level."""
+    level = sweep.get("level", REFERENCE["universal_fooling_rate"])
+    found = []
+    for method in ("deepfool", "sgd"):
+        if method not in sweep:
+            continue
+        xi = sweep[method].get("xi_reaching_level_train")
+        found.append(
+            f"{method} at xi = {xi * 255:.2f}/255"
+            if xi is not None
+            else f"{method} not within xi <= {max(sweep['xi']) * 255:.3g}/255"
+        )
+    return (
+        f"Sweep: budget at which the fooling rate on the training images reaches "
+        f"{percent(level)} (linear interpolation between grid points): "
+        + "; ".join(found)
+        + "."
+    )
 
 
 def _details_section(study: dict) -> list:

@@ -25,8 +25,6 @@ every attack rerun.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -92,29 +90,16 @@ class Plan:
     execute: Callable[[], dict]
 
 
-def _normalized(value) -> object:
-    """JSON round trip: tuples become lists, so records compare equal."""
-    return json.loads(json.dumps(outputs._jsonable(value), sort_keys=True))
-
-
-def file_digest(path: str) -> str | None:
-    """sha256 of a file's bytes, or None if it does not exist."""
-    if not os.path.isfile(path):
-        return None
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def fingerprint(plan: Plan, plans_by_name: dict[str, Plan]) -> dict:
     """What must be unchanged for the step's earlier result to stand."""
     upstream = {}
     for name in plan.step.needs:
         if name in plans_by_name:
             other = plans_by_name[name]
-            upstream[name] = file_digest(
+            upstream[name] = outputs.file_sha256(
                 os.path.join(other.run_dir, other.step.result_file)
             )
-    return _normalized(
+    return outputs.normalized(
         {"app": plan.step.app, "settings": plan.settings, "upstream": upstream}
     )
 

@@ -159,6 +159,14 @@ def _perturbation_scale(v: np.ndarray) -> float:
     return 0.5 / max(float(np.abs(v).max()), 1e-8)
 
 
+def _classifier_digest(classifier_dir: str) -> str | None:
+    return outputs.file_sha256(os.path.join(classifier_dir, "metrics.json"))
+
+
+def _data_source(data_dir: str | None) -> str:
+    return f"local {data_dir}" if data_dir else "tfds cifar10"
+
+
 def run(
     config: UniversalConfig,
     *,
@@ -232,10 +240,11 @@ def run(
     metrics = {
         "job": "universal",
         "classifier": os.path.abspath(classifier_dir),
+        "classifier_metrics_sha256": _classifier_digest(classifier_dir),
         "method": config.method,
         "settings": settings(config),
         "config": dataclasses.asdict(config),
-        "data_source": f"local {data_dir}" if data_dir else "tfds cifar10",
+        "data_source": _data_source(data_dir),
         "images": {"train": len(train_x), "test": len(test_x)},
         "fooling_definition": FOOLING_DEFINITION,
         "fooling_rate_train": rates["train"],
@@ -261,6 +270,58 @@ def run(
     return metrics
 
 
+REFERENCE_FOOLING_RATE = 0.6517  # Moosavi-Dezfooli et al. 2017's figure
+
+
+def budget_reaching(xis: list[float], rates: list[float], level: float) -> float | None:
+    """The smallest xi at which the fooling rate reaches `level`.
+
+    Linear interpolation between the two grid points around the first
+    crossing (xis ascending); the first xi if it is already reached there;
+    None if no xi of the grid reaches it.
+    """
+    for i, rate in enumerate(rates):
+        if rate >= level:
+            if i == 0:
+                return float(xis[0])
+            x0, x1, r0 = xis[i - 1], xis[i], rates[i - 1]
+            return float(x0 + (level - r0) * (x1 - x0) / (rate - r0))
+    return None
+
+
+def _finished_run(sub_dir: str, config: UniversalConfig, identity: dict) -> dict | None:
+    """A sub-run's metrics if it finished with this config, classifier and data."""
+    path = os.path.join(sub_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        metrics = outputs.read_json(path)
+        recorded = UniversalConfig(**metrics["config"])
+    except (outputs.UserError, KeyError, TypeError):
+        return None
+    expected = outputs.normalized({"config": _defining(config), **identity})
+    found = outputs.normalized(
+        {
+            "config": _defining(recorded),
+            **{k: metrics.get(k) for k in identity},
+        }
+    )
+    return metrics if found == expected else None
+
+
+_METHOD_FIELDS = {
+    "deepfool": ("delta", "max_passes", "overshoot", "max_iter_deepfool"),
+    "sgd": ("sgd_step_size", "sgd_epochs"),
+}
+
+
+def _defining(config: UniversalConfig) -> dict:
+    """The config without the other method's settings, which cannot matter."""
+    other = [m for m in METHODS if m != config.method][0]
+    fields = dataclasses.asdict(config)
+    return {k: v for k, v in fields.items() if k not in _METHOD_FIELDS[other]}
+
+
 def sweep(
     config: UniversalConfig,
     xis: list[float],
@@ -269,32 +330,56 @@ def sweep(
     run_dir: str,
     data_dir: str | None,
     log: Callable[[str], None] = lambda message: None,
+    level: float = REFERENCE_FOOLING_RATE,
 ) -> dict:
-    """Fooling rate against xi for both methods and the random baseline."""
+    """Fooling rate against xi for both methods and the random baseline.
+
+    Resumable: a (method, xi) run whose metrics.json in `run_dir` shows the
+    same config, classifier (its metrics.json digest) and data is reused.
+    Reports, per method, the xi at which the training-set rate reaches
+    `level` (interpolated on the grid; None if the grid never reaches it).
+    """
+    xis = sorted(xis)
     run_dir = outputs.make_run_dir(run_dir)
-    results = {"xi": list(xis), "norm": config.norm}
+    identity = {
+        "classifier": os.path.abspath(classifier_dir),
+        "classifier_metrics_sha256": _classifier_digest(classifier_dir),
+        "data_source": _data_source(data_dir),
+    }
+    results = {"xi": list(xis), "norm": config.norm, "level": level}
     for method in METHODS:
         rows = []
         for xi in xis:
+            sub_config = dataclasses.replace(config, method=method, xi=xi)
             sub_dir = os.path.join(run_dir, f"{method}_xi{xi * 255:.1f}")
-            log(f"sweep: {method} at xi {xi * 255:.1f}/255")
-            metrics = run(
-                dataclasses.replace(config, method=method, xi=xi),
-                classifier_dir=classifier_dir,
-                run_dir=sub_dir,
-                data_dir=data_dir,
-                log=log,
-            )
+            metrics = _finished_run(sub_dir, sub_config, identity)
+            if metrics is not None:
+                log(f"sweep: {method} at xi {xi * 255:.1f}/255: done before, reused")
+            else:
+                log(f"sweep: {method} at xi {xi * 255:.1f}/255")
+                metrics = run(
+                    sub_config,
+                    classifier_dir=classifier_dir,
+                    run_dir=sub_dir,
+                    data_dir=data_dir,
+                    log=log,
+                )
             rows.append(metrics)
+        train_rates = [m["fooling_rate_train"] for m in rows]
         results[method] = {
-            "train": [m["fooling_rate_train"] for m in rows],
+            "train": train_rates,
             "test": [m["fooling_rate_test"] for m in rows],
             "seconds": [m["compute_seconds"] for m in rows],
+            "xi_reaching_level_train": budget_reaching(xis, train_rates, level),
         }
         results["random"] = {
             "train": [m["random_noise_fooling_rate_train"] for m in rows],
             "test": [m["random_noise_fooling_rate_test"] for m in rows],
         }
+    for method in METHODS:
+        xi = results[method]["xi_reaching_level_train"]
+        where = f"{xi * 255:.2f}/255" if xi is not None else "not within the grid"
+        log(f"sweep: {method} reaches {100 * level:.2f}% (training images) at {where}")
     outputs.save_figure(
         plots.fooling_sweep(results), os.path.join(run_dir, "sweep.png")
     )

@@ -1,5 +1,6 @@
 """Smoke runs of the targeted and universal apps on a tiny classifier."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -144,6 +145,40 @@ def test_universal_sweep(classifier_run, tmp_path):
     assert len(results["sgd"]["test"]) == 2 and len(results["random"]["train"]) == 2
     assert (tmp_path / "sweep.png").stat().st_size > 0
     assert json.loads((tmp_path / "sweep.json").read_text())["xi"] == results["xi"]
+
+    # Run again: every (method, xi) run is reused, none recomputed.
+    logged = []
+    again = universal_job.sweep(
+        config,
+        [8 / 255, 2 / 255],
+        classifier_dir=classifier_dir,
+        run_dir=str(tmp_path),
+        data_dir=data_dir,
+        log=logged.append,
+    )
+    assert again["sgd"] == results["sgd"] and again["deepfool"] == results["deepfool"]
+    assert sum("reused" in line for line in logged) == 4
+    # A changed setting reruns the runs it concerns.
+    logged.clear()
+    universal_job.sweep(
+        dataclasses.replace(config, sgd_epochs=2),
+        [2 / 255],
+        classifier_dir=classifier_dir,
+        run_dir=str(tmp_path),
+        data_dir=data_dir,
+        log=logged.append,
+    )
+    assert [line for line in logged if "reused" in line] == [
+        "sweep: deepfool at xi 2.0/255: done before, reused"
+    ]
+
+
+def test_budget_reaching_interpolates_the_first_crossing():
+    xis = [2.0, 4.0, 8.0]
+    assert universal_job.budget_reaching(xis, [0.1, 0.5, 0.9], 0.7) == 6.0
+    assert universal_job.budget_reaching(xis, [0.1, 0.7, 0.9], 0.7) == 4.0
+    assert universal_job.budget_reaching(xis, [0.8, 0.9, 0.95], 0.7) == 2.0
+    assert universal_job.budget_reaching(xis, [0.1, 0.2, 0.3], 0.7) is None
 
 
 def test_xi_parsing():
