@@ -184,6 +184,14 @@ def fooling_sweep(results: dict):
                 label=f"{method} ({split})",
                 markersize=4,
             )
+    if "level" in results:
+        axis.axhline(
+            100 * results["level"],
+            color="black",
+            linestyle=":",
+            linewidth=0.8,
+            label=f"{100 * results['level']:.2f}% (reference rate)",
+        )
     axis.set_xlabel(f"xi x 255 ({results.get('norm', 'linf')} radius)")
     axis.set_ylabel("fooling rate (%)")
     axis.set_ylim(0, 100)
