@@ -19,7 +19,7 @@ from cifar_denoise_adv import denoise_job
 from cifar_denoise_adv import outputs
 
 _RUNS = flags.DEFINE_list(
-    "runs", [], "Run folders of the denoise app; first = baseline."
+    "runs", None, "Run folders of the denoise app; first = baseline."
 )
 
 
