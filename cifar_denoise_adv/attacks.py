@@ -808,6 +808,16 @@ def _sgd_universal_step(model_fn, v, images, labels, step_size, xi, linf, clamp)
     return _project(v + step_size * step, xi, 2.0, axis=None)
 
 
+def _step_schedule(first: float, last: float | None, total: int):
+    """Step sizes: constant, or a half cosine from `first` to `last`."""
+    for k in range(total):
+        if last is None:
+            yield first
+        else:
+            fraction = k / max(total - 1, 1)
+            yield last + 0.5 * (first - last) * (1.0 + np.cos(np.pi * fraction))
+
+
 def sgd_universal_perturbation(
     model_fn: ModelFn,
     images,
@@ -820,6 +830,7 @@ def sgd_universal_perturbation(
     progress: Progress | None = None,
     labels=None,
     loss_clamp: float | None = None,
+    final_step_size: float | None = None,
 ) -> UniversalResult:
     """Universal perturbation by mini-batch gradient ascent on v.
 
@@ -845,6 +856,9 @@ def sgd_universal_perturbation(
       labels: optional int [N] classes whose loss is raised; default the clean
         predictions.
       loss_clamp: optional beta of the paper's clamped loss min(CE, beta).
+      final_step_size: optional; if given, the step size decays from
+        `step_size` to this value over all steps on a cosine (half period);
+        by default it stays `step_size`.
 
     Returns:
       UniversalResult(perturbation [H, W, C], history with the fooling rate
@@ -860,8 +874,17 @@ def sgd_universal_perturbation(
     clean_labels = predict_labels(model_fn, images, batch_size)
     targets = clean_labels if labels is None else labels
     targets = _as_labels(targets, images.shape[0], "labels")
+    if final_step_size is not None and not 0 < final_step_size <= step_size:
+        raise ValueError(
+            f"final_step_size must be in (0, step_size={step_size}], "
+            f"got {final_step_size}."
+        )
     clamp = None if loss_clamp is None else tf.constant(loss_clamp, tf.float32)
-    constants = (tf.constant(step_size, tf.float32), tf.constant(xi, tf.float32))
+    xi_tensor = tf.constant(xi, tf.float32)
+    steps_per_epoch = -(-images.shape[0] // batch_size)
+    step_sizes = _step_schedule(
+        step_size, final_step_size, num_epochs * steps_per_epoch
+    )
     rng = np.random.default_rng(seed)
     v = tf.zeros(images.shape[1:], tf.float32)
     rates: list[float] = []
@@ -876,7 +899,8 @@ def sgd_universal_perturbation(
                 v,
                 tf.gather(images, index),
                 tf.gather(targets, index),
-                *constants,
+                tf.constant(next(step_sizes), tf.float32),
+                xi_tensor,
                 p == np.inf,
                 clamp,
             )

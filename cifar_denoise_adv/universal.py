@@ -43,6 +43,13 @@ _SGD_STEP_SIZE = flags.DEFINE_float(
     "sgd_step_size", 0.002, "sgd: signed step on v (pixel units).", lower_bound=0
 )
 _SGD_EPOCHS = flags.DEFINE_integer("sgd_epochs", 10, "sgd: epochs.", lower_bound=1)
+_SGD_FINAL_STEP_SIZE = flags.DEFINE_float(
+    "sgd_final_step_size",
+    None,
+    "sgd: if set, the step decays on a half cosine from --sgd_step_size to this "
+    "over all steps; unset: constant steps.",
+    lower_bound=0,
+)
 _SWEEP_XI = flags.DEFINE_list(
     "sweep_xi", [], "If given: run both methods at each of these xi and plot."
 )
@@ -84,6 +91,7 @@ def config_from_flags() -> universal_job.UniversalConfig:
         max_iter_deepfool=_MAX_ITER_DEEPFOOL.value,
         sgd_step_size=_SGD_STEP_SIZE.value,
         sgd_epochs=_SGD_EPOCHS.value,
+        sgd_final_step_size=_SGD_FINAL_STEP_SIZE.value,
         train_images=common_flags.MAX_TRAIN_IMAGES.value,
         test_images=common_flags.MAX_TEST_IMAGES.value,
         batch_size=common_flags.BATCH_SIZE.value,

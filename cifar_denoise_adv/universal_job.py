@@ -44,6 +44,7 @@ class UniversalConfig:
     max_iter_deepfool: int = 10  # deepfool
     sgd_step_size: float = 0.002  # sgd: signed step on v, pixel units
     sgd_epochs: int = 10  # sgd: epochs over the images
+    sgd_final_step_size: float | None = None  # sgd: cosine decay to it; None: constant
     train_images: int = 2000  # first N training images (0: all)
     test_images: int = 0  # test images for the unseen-image rate (0: all)
     batch_size: int = 128
@@ -57,6 +58,12 @@ class UniversalConfig:
             raise outputs.UserError(f"--norm={self.norm}: expected {NORMS}.")
         if self.xi <= 0:
             raise outputs.UserError(f"--xi={self.xi}: expected > 0.")
+        final = self.sgd_final_step_size
+        if final is not None and not 0 < final <= self.sgd_step_size:
+            raise outputs.UserError(
+                f"--sgd_final_step_size={final}: expected > 0 and <= "
+                f"--sgd_step_size={self.sgd_step_size}."
+            )
 
     @property
     def p(self) -> float:
@@ -92,6 +99,10 @@ def settings(config: UniversalConfig) -> dict:
         "prediction on v over mini-batches, projected on the lp ball after "
         "every step",
         "step_size": config.sgd_step_size,
+        "final_step_size": config.sgd_final_step_size,
+        "step_schedule": "constant"
+        if config.sgd_final_step_size is None
+        else "half cosine from step_size to final_step_size over all steps",
         "epochs": config.sgd_epochs,
         "batch_size": config.batch_size,
     }
@@ -123,6 +134,7 @@ def compute(
             p=config.p,
             step_size=config.sgd_step_size,
             num_epochs=config.sgd_epochs,
+            final_step_size=config.sgd_final_step_size,
             batch_size=config.batch_size,
             seed=config.seed,
             progress=progress,
@@ -311,7 +323,7 @@ def _finished_run(sub_dir: str, config: UniversalConfig, identity: dict) -> dict
 
 _METHOD_FIELDS = {
     "deepfool": ("delta", "max_passes", "overshoot", "max_iter_deepfool"),
-    "sgd": ("sgd_step_size", "sgd_epochs"),
+    "sgd": ("sgd_step_size", "sgd_epochs", "sgd_final_step_size"),
 }
 
 

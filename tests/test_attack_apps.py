@@ -173,6 +173,11 @@ def test_universal_sweep(classifier_run, tmp_path):
     ]
 
 
+def test_universal_config_rejects_a_final_step_above_the_first():
+    with pytest.raises(outputs.UserError, match="--sgd_final_step_size"):
+        universal_job.UniversalConfig(sgd_step_size=0.002, sgd_final_step_size=0.01)
+
+
 def test_budget_reaching_interpolates_the_first_crossing():
     xis = [2.0, 4.0, 8.0]
     assert universal_job.budget_reaching(xis, [0.1, 0.5, 0.9], 0.7) == 6.0

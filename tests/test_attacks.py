@@ -361,6 +361,30 @@ class UniversalTest(tf.test.TestCase):
         random_rate = attacks.fooling_rate(model, images, noise)
         self.assertGreater(result.history["fooling_rates"][-1], random_rate + 0.2)
 
+    def test_sgd_step_schedule_is_a_half_cosine_or_constant(self):
+        self.assertEqual(list(attacks._step_schedule(0.5, None, 3)), [0.5] * 3)
+        steps = list(attacks._step_schedule(0.4, 0.02, 5))
+        self.assertAllClose(
+            steps,
+            [
+                0.4,
+                0.4 - 0.38 * (1 - 0.5**0.5) / 2,
+                0.21,
+                0.02 + 0.38 * (1 - 0.5**0.5) / 2,
+                0.02,
+            ],
+        )
+        model = _dense_model(seed=9)
+        images = _images(16, seed=11)
+        with pytest.raises(ValueError, match="final_step_size"):
+            attacks.sgd_universal_perturbation(
+                model, images, 0.05, np.inf, 0.01, 1, 8, seed=0, final_step_size=0.02
+            )
+        result = attacks.sgd_universal_perturbation(
+            model, images, 0.05, np.inf, 0.01, 2, 8, seed=0, final_step_size=0.001
+        )
+        self.assertLessEqual(float(np.abs(result.perturbation).max()), 0.05 + 1e-6)
+
     def test_sgd_universal_l2_stays_in_the_ball_with_true_labels(self):
         model = _dense_model(seed=9)
         images = _images(16, seed=11)
