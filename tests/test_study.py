@@ -128,10 +128,13 @@ def test_every_step_runs_and_the_report_quotes_its_metrics(tiny_study):
             report.percent(m["fooling_rate_train"]),
             report.percent(m["fooling_rate_test"]),
             f"{m['v_l2']:.4f}",
+            # The headline quotes the training-set rate, as the reference does.
+            f"{report.percent(m['fooling_rate_train'])} "
+            f"({report.percent(m['fooling_rate_test'])})",
         ]
     # The references and the explanation of the differences.
     expected += ["19.997 ± 0.110 dB", "28.430 ± 1.270 dB", "28.170 ± 1.230 dB"]
-    expected += ["65.17%", "clipping:", "data size: 20 train / 4 test images"]
+    expected += ["65.17% (training set)", "clipping:", "data size: 20 train / 4 test images"]
     for text in expected:
         assert text in md, text
         assert html_escape(text) in page, text
@@ -347,4 +350,18 @@ def test_reference_notes_agree_or_say_why():
     )
     assert "(--init_from: 28 earlier epochs, 30.0 min)" in (
         report._denoiser_settings(denoiser)
+    )
+    universal = {
+        "method": "deepfool",
+        "settings": {"norm": "linf", "xi_times_255": 10.0},
+        "images": {"train": 50000, "test": 10000},
+        "fooling_rate_train": 0.66,
+        "fooling_rate_test": 0.80,
+    }
+    # The reference's 65.17% is a training-set rate: the note compares it
+    # with ours on the training images, not with the test-set rate.
+    assert report._universal_reference_note(universal, None).startswith("agrees")
+    universal["fooling_rate_train"] = 0.40
+    assert "budget: linf xi = 10/255" in report._universal_reference_note(
+        universal, None
     )
