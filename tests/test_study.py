@@ -134,7 +134,11 @@ def test_every_step_runs_and_the_report_quotes_its_metrics(tiny_study):
         ]
     # The references and the explanation of the differences.
     expected += ["19.997 ± 0.110 dB", "28.430 ± 1.270 dB", "28.170 ± 1.230 dB"]
-    expected += ["65.17% (training set)", "clipping:", "data size: 20 train / 4 test images"]
+    expected += [
+        "65.17% (training set)",
+        "clipping:",
+        "data size: 20 train / 4 test images",
+    ]
     for text in expected:
         assert text in md, text
         assert html_escape(text) in page, text
