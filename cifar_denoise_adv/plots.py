@@ -79,18 +79,31 @@ def histogram(
     return figure
 
 
-def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], title: str = ""):
-    """A confusion matrix (rows: true class, columns: predicted), counts shown."""
+def confusion_matrix(
+    matrix: np.ndarray,
+    class_names: Sequence[str],
+    title: str = "",
+    row_label: str = "true",
+    column_label: str = "predicted",
+):
+    """A class-to-class count matrix, each row shaded by its share of the row.
+
+    By default a confusion matrix (rows: true class, columns: predicted);
+    `row_label` and `column_label` name other pairs, e.g. clean prediction
+    against prediction under attack.
+    """
     matrix = np.asarray(matrix)
     figure, axis = plt.subplots(figsize=(7.2, 6.2))
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     image = axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
+    figure.colorbar(
+        image, ax=axis, fraction=0.046, label=f"share of the row ({row_label})"
+    )
     ticks = np.arange(len(class_names))
     axis.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
     axis.set_yticks(ticks, class_names, fontsize=8)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
+    axis.set_xlabel(column_label)
+    axis.set_ylabel(row_label)
     for row in range(matrix.shape[0]):
         for col in range(matrix.shape[1]):
             color = "white" if shares[row, col] > 0.5 else "black"

@@ -241,7 +241,9 @@ def run(
         plots.confusion_matrix(
             flows,
             data.CLASS_NAMES,
-            title="fooled test images: clean prediction (rows) -> prediction on x+v",
+            title="fooled test images: where their predictions go",
+            row_label="prediction on x",
+            column_label="prediction on x + v",
         ),
         os.path.join(run_dir, "fooled_flows.png"),
     )

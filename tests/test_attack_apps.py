@@ -10,6 +10,7 @@ from absl.testing import flagsaver
 from cifar_denoise_adv import classify
 from cifar_denoise_adv import data
 from cifar_denoise_adv import outputs
+from cifar_denoise_adv import plots
 from cifar_denoise_adv import targeted
 from cifar_denoise_adv import targeted_job
 from cifar_denoise_adv import universal
@@ -193,3 +194,18 @@ def test_xi_parsing():
         universal.parse_fraction("ten", "xi")
     with pytest.raises(outputs.UserError, match="--xi"):
         universal.parse_fraction("1/0", "xi")
+
+
+def test_count_matrix_axes_name_what_rows_and_columns_are():
+    matrix = np.arange(9).reshape(3, 3)
+    figure = plots.confusion_matrix(matrix, ["a", "b", "c"])
+    assert (figure.axes[0].get_ylabel(), figure.axes[0].get_xlabel()) == (
+        "true",
+        "predicted",
+    )
+    figure = plots.confusion_matrix(
+        matrix, ["a", "b", "c"], row_label="prediction on x", column_label="on x + v"
+    )
+    assert figure.axes[0].get_ylabel() == "prediction on x"
+    assert figure.axes[0].get_xlabel() == "on x + v"
+    assert figure.axes[1].get_ylabel() == "share of the row (prediction on x)"
