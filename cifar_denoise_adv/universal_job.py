@@ -392,8 +392,16 @@ def sweep(
         }
     for method in METHODS:
         xi = results[method]["xi_reaching_level_train"]
-        where = f"{xi * 255:.2f}/255" if xi is not None else "not within the grid"
-        log(f"sweep: {method} reaches {100 * level:.2f}% (training images) at {where}")
+        if xi is None:
+            log(
+                f"sweep: {method} does not reach {100 * level:.2f}% of the training "
+                f"images at any xi of the grid (largest {max(xis) * 255:.3g}/255)"
+            )
+        else:
+            log(
+                f"sweep: {method} reaches {100 * level:.2f}% of the training images "
+                f"at xi = {xi * 255:.2f}/255"
+            )
     outputs.save_figure(
         plots.fooling_sweep(results), os.path.join(run_dir, "sweep.png")
     )

@@ -159,6 +159,17 @@ def test_universal_sweep(classifier_run, tmp_path):
     )
     assert again["sgd"] == results["sgd"] and again["deepfool"] == results["deepfool"]
     assert sum("reused" in line for line in logged) == 4
+    # One closing line per method: the budget reaching the level, or that none did.
+    for method in ("deepfool", "sgd"):
+        xi = again[method]["xi_reaching_level_train"]
+        expected = (
+            f"sweep: {method} reaches 65.17% of the training images at xi = "
+            f"{xi * 255:.2f}/255"
+            if xi is not None
+            else f"sweep: {method} does not reach 65.17% of the training images at "
+            "any xi of the grid (largest 8/255)"
+        )
+        assert expected in logged
     # A changed setting reruns the runs it concerns.
     logged.clear()
     universal_job.sweep(
