@@ -592,7 +592,9 @@ def _universal_section(steps: dict) -> list:
     ]
     blocks.append(("table", header, rows))
     if "universal_sweep" in steps:
-        blocks.append(("p", _sweep_budgets(steps["universal_sweep"]["metrics"])))
+        sweep = steps["universal_sweep"]["metrics"]
+        blocks.append(("p", _sweep_budgets(sweep)))
+        blocks.append(_sweep_table(sweep))
     for name in ("universal", "universal_deepfool", "universal_sweep"):
         if name in steps:
             blocks += _figures(
@@ -605,6 +607,34 @@ def _universal_section(steps: dict) -> list:
                 },
             )
     return blocks
+
+
+def _sweep_table(sweep: dict) -> tuple:
+    """Fooling rates (train / test) per method and xi, with minutes."""
+    header = [f"{sweep.get('norm', '')} xi x 255".strip()] + [
+        f"{xi * 255:.3g}" for xi in sweep["xi"]
+    ]
+    rows = []
+    for method in ("deepfool", "sgd", "random"):
+        if method not in sweep:
+            continue
+        for split in ("train", "test"):
+            name = "random noise" if method == "random" else method
+            rows.append(
+                [f"{name}, {split}"] + [percent(r) for r in sweep[method][split]]
+            )
+        if "seconds" in sweep[method]:
+            rows.append(
+                [f"{method}, minutes"] + [_minutes(t) for t in sweep[method]["seconds"]]
+            )
+    return ("table", header, rows)
+
+
+def sweep_seconds(sweep: dict) -> float:
+    """Computation of every (method, xi) run of a sweep, reused ones included."""
+    return sum(
+        sum(sweep[m].get("seconds", [])) for m in ("deepfool", "sgd") if m in sweep
+    )
 
 
 def _sweep_budgets(sweep: dict) -> str:
@@ -633,6 +663,12 @@ def _details_section(study: dict) -> list:
     rows, total = [], 0.0
     for entry in study["steps"]:
         seconds = steps[entry["step"]]["record"].get("seconds")
+        if entry["step"] == "universal_sweep":
+            # Its (method, xi) runs may come from earlier invocations (reused):
+            # count their computation, not this step's last few seconds.
+            seconds = max(
+                seconds or 0.0, sweep_seconds(steps[entry["step"]]["metrics"])
+            )
         total += seconds or 0.0
         rows.append(
             [

@@ -369,3 +369,32 @@ def test_reference_notes_agree_or_say_why():
     assert "budget: linf xi = 10/255" in report._universal_reference_note(
         universal, None
     )
+
+
+def test_sweep_table_and_minutes_count_reused_runs():
+    sweep = {
+        "xi": [2 / 255, 8 / 255],
+        "norm": "linf",
+        "level": 0.6517,
+        "deepfool": {
+            "train": [0.0, 0.5],
+            "test": [0.1, 0.6],
+            "seconds": [120.0, 60.0],
+            "xi_reaching_level_train": None,
+        },
+        "sgd": {
+            "train": [0.2, 0.9],
+            "test": [0.3, 0.8],
+            "seconds": [30.0, 30.0],
+            "xi_reaching_level_train": 6 / 255,
+        },
+        "random": {"train": [0.0, 0.01], "test": [0.02, 0.1]},
+    }
+    kind, header, rows = report._sweep_table(sweep)
+    assert kind == "table" and header == ["linf xi x 255", "2", "8"]
+    assert ["sgd, train", "20.00%", "90.00%"] in rows
+    assert ["random noise, test", "2.00%", "10.00%"] in rows
+    assert ["deepfool, minutes", "2.0", "1.0"] in rows
+    assert report.sweep_seconds(sweep) == 240.0
+    text = report._sweep_budgets(sweep)
+    assert "deepfool not within xi <= 8/255" in text and "sgd at xi = 6.00/255" in text
