@@ -8,7 +8,6 @@ attack apps take as --classifier.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable
@@ -96,17 +95,10 @@ def run(
       The metrics written to metrics.json.
     """
     start = time.time()
-    run_dir = outputs.make_run_dir(run_dir)
-    # First: the training pipeline's random seeds depend on the global seed.
-    keras.utils.set_random_seed(config.seed)
-    strategy = training.make_strategy(config.strategy)
-    train_set = data.load("train", data_dir).take(config.max_train_images or -1)
-    test_set = data.load("test", data_dir).take(config.max_test_images or -1)
-    num_train = int(train_set.reduce(0, lambda n, _: n + 1))
-    steps_per_epoch = math.ceil(num_train / config.batch_size)
-    done = training.completed_epochs(run_dir)
-    if done:
-        log(f"resuming after epoch {done} of {config.epochs}")
+    setup = training.start_run(config, run_dir, data_dir, log)
+    run_dir, strategy, done = setup.run_dir, setup.strategy, setup.done
+    train_set, test_set = setup.train_set, setup.test_set
+    num_train, steps_per_epoch = setup.num_train, setup.steps_per_epoch
     train = data.labelled_batches(
         train_set,
         batch_size=config.batch_size,

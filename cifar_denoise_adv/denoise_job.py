@@ -119,17 +119,10 @@ def run(
       The metrics written to metrics.json.
     """
     start = time.time()
-    run_dir = outputs.make_run_dir(run_dir)
-    # First: the training pipeline's random seeds depend on the global seed.
-    keras.utils.set_random_seed(config.seed)
-    strategy = training.make_strategy(config.strategy)
-    train_images = data.load("train", data_dir).take(config.max_train_images or -1)
-    test_images = data.load("test", data_dir).take(config.max_test_images or -1)
-    num_train = int(train_images.reduce(0, lambda n, _: n + 1))
-    steps_per_epoch = math.ceil(num_train / config.batch_size)
-    done = training.completed_epochs(run_dir)
-    if done:
-        log(f"resuming after epoch {done} of {config.epochs}")
+    setup = training.start_run(config, run_dir, data_dir, log)
+    run_dir, strategy, done = setup.run_dir, setup.strategy, setup.done
+    train_images, test_images = setup.train_set, setup.test_set
+    num_train, steps_per_epoch = setup.num_train, setup.steps_per_epoch
 
     test_seed = noise_job.split_seed(config.seed, "test")
     # A resumed run must not replay the noise of its first epochs.

@@ -6,7 +6,9 @@ atomic model save and SavedModel export.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -15,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cifar_denoise_adv import data
 from cifar_denoise_adv import noise_lib
 from cifar_denoise_adv import outputs
 
@@ -152,6 +155,48 @@ class ImageGrids(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._writer.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStart:
+    """A training job's starting point: folder, strategy, data and progress."""
+
+    run_dir: str
+    strategy: tf.distribute.Strategy
+    train_set: tf.data.Dataset  # (image, label) examples, --max_train_images
+    test_set: tf.data.Dataset  # (image, label) examples, --max_test_images
+    num_train: int
+    steps_per_epoch: int
+    done: int  # epochs an earlier, interrupted invocation completed
+
+
+def start_run(config, run_dir: str, data_dir: str | None, log) -> RunStart:
+    """The set-up every training job shares, in the order it must happen.
+
+    `config` has seed, strategy, max_train_images, max_test_images,
+    batch_size and epochs. Seeds the global RNGs first (the pipelines' seeds
+    depend on it), makes the run folder and the tf.distribute strategy, loads
+    both splits, counts the training images and finds how many epochs an
+    interrupted run already completed (logged when resuming).
+    """
+    run_dir = outputs.make_run_dir(run_dir)
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy)
+    train_set = data.load("train", data_dir).take(config.max_train_images or -1)
+    test_set = data.load("test", data_dir).take(config.max_test_images or -1)
+    num_train = int(train_set.reduce(0, lambda n, _: n + 1))
+    done = completed_epochs(run_dir)
+    if done:
+        log(f"resuming after epoch {done} of {config.epochs}")
+    return RunStart(
+        run_dir=run_dir,
+        strategy=strategy,
+        train_set=train_set,
+        test_set=test_set,
+        num_train=num_train,
+        steps_per_epoch=math.ceil(num_train / config.batch_size),
+        done=done,
+    )
 
 
 def fit_resumable(
