@@ -650,9 +650,16 @@ def _sweep_budgets(sweep: dict) -> str:
             if xi is not None
             else f"{method} not within xi <= {max(sweep['xi']) * 255:.3g}/255"
         )
+    images = sweep.get("images")
+    where = (
+        f" (v computed on {images['train']} training images; rates also on "
+        f"{images['test']} test images)"
+        if images
+        else ""
+    )
     return (
-        f"Sweep: budget at which the fooling rate on the training images reaches "
-        f"{percent(level)} (linear interpolation between grid points): "
+        f"Sweep{where}: budget at which the fooling rate on the training images "
+        f"reaches {percent(level)} (linear interpolation between grid points): "
         + "; ".join(found)
         + "."
     )

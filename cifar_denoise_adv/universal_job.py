@@ -390,6 +390,7 @@ def sweep(
             "train": [m["random_noise_fooling_rate_train"] for m in rows],
             "test": [m["random_noise_fooling_rate_test"] for m in rows],
         }
+    results["images"] = dict(rows[0]["images"])  # the same for every run
     for method in METHODS:
         xi = results[method]["xi_reaching_level_train"]
         if xi is None:

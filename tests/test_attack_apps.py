@@ -146,6 +146,8 @@ def test_universal_sweep(classifier_run, tmp_path):
     assert len(results["sgd"]["test"]) == 2 and len(results["random"]["train"]) == 2
     assert (tmp_path / "sweep.png").stat().st_size > 0
     assert json.loads((tmp_path / "sweep.json").read_text())["xi"] == results["xi"]
+    train_images = json.loads((tmp_path / "sgd_xi2.0" / "metrics.json").read_text())
+    assert results["images"] == train_images["images"]
 
     # Run again: every (method, xi) run is reused, none recomputed.
     logged = []

@@ -398,3 +398,7 @@ def test_sweep_table_and_minutes_count_reused_runs():
     assert report.sweep_seconds(sweep) == 240.0
     text = report._sweep_budgets(sweep)
     assert "deepfool not within xi <= 8/255" in text and "sgd at xi = 6.00/255" in text
+    sweep["images"] = {"train": 1000, "test": 768}
+    assert report._sweep_budgets(sweep).startswith(
+        "Sweep (v computed on 1000 training images; rates also on 768 test images):"
+    )
