@@ -630,13 +630,6 @@ def _sweep_table(sweep: dict) -> tuple:
     return ("table", header, rows)
 
 
-def sweep_seconds(sweep: dict) -> float:
-    """Computation of every (method, xi) run of a sweep, reused ones included."""
-    return sum(
-        sum(sweep[m].get("seconds", [])) for m in ("deepfool", "sgd") if m in sweep
-    )
-
-
 def _sweep_budgets(sweep: dict) -> str:
     """Where each method's training-set rate reaches the sweep's level."""
     level = sweep.get("level", REFERENCE["universal_fooling_rate"])
@@ -669,13 +662,13 @@ def _details_section(study: dict) -> list:
     steps = study["by_step"]
     rows, total = [], 0.0
     for entry in study["steps"]:
-        seconds = steps[entry["step"]]["record"].get("seconds")
-        if entry["step"] == "universal_sweep":
-            # Its (method, xi) runs may come from earlier invocations (reused):
-            # count their computation, not this step's last few seconds.
-            seconds = max(
-                seconds or 0.0, sweep_seconds(steps[entry["step"]]["metrics"])
-            )
+        step = steps[entry["step"]]
+        seconds = step["record"].get("seconds")
+        # A step may have reused work of earlier invocations (the sweep's
+        # runs): its result's own compute_seconds then exceeds the step's.
+        computed = step["metrics"].get("compute_seconds")
+        if computed is not None and computed > (seconds or 0.0):
+            seconds = computed
         total += seconds or 0.0
         rows.append(
             [

@@ -391,6 +391,8 @@ def sweep(
             "test": [m["random_noise_fooling_rate_test"] for m in rows],
         }
     results["images"] = dict(rows[0]["images"])  # the same for every run
+    # Reused runs included: what the sweep cost, whichever invocation paid.
+    results["compute_seconds"] = sum(sum(results[m]["seconds"]) for m in METHODS)
     for method in METHODS:
         xi = results[method]["xi_reaching_level_train"]
         if xi is None:

@@ -136,29 +136,30 @@ def test_universal_sweep(classifier_run, tmp_path):
     config = universal_job.UniversalConfig(
         max_passes=1, max_iter_deepfool=2, sgd_epochs=1, num_examples=4
     )
-    results = universal_job.sweep(
-        config,
-        [2 / 255, 8 / 255],
-        classifier_dir=classifier_dir,
-        run_dir=str(tmp_path),
-        data_dir=data_dir,
-    )
+    logged = []
+
+    def sweep(config, xis):
+        return universal_job.sweep(
+            config,
+            xis,
+            classifier_dir=classifier_dir,
+            run_dir=str(tmp_path),
+            data_dir=data_dir,
+            log=logged.append,
+        )
+
+    results = sweep(config, [2 / 255, 8 / 255])
     assert len(results["sgd"]["test"]) == 2 and len(results["random"]["train"]) == 2
     assert (tmp_path / "sweep.png").stat().st_size > 0
     assert json.loads((tmp_path / "sweep.json").read_text())["xi"] == results["xi"]
     train_images = json.loads((tmp_path / "sgd_xi2.0" / "metrics.json").read_text())
     assert results["images"] == train_images["images"]
+    seconds = results["sgd"]["seconds"] + results["deepfool"]["seconds"]
+    assert results["compute_seconds"] == pytest.approx(sum(seconds))
 
     # Run again: every (method, xi) run is reused, none recomputed.
-    logged = []
-    again = universal_job.sweep(
-        config,
-        [8 / 255, 2 / 255],
-        classifier_dir=classifier_dir,
-        run_dir=str(tmp_path),
-        data_dir=data_dir,
-        log=logged.append,
-    )
+    logged.clear()
+    again = sweep(config, [8 / 255, 2 / 255])
     assert again["sgd"] == results["sgd"] and again["deepfool"] == results["deepfool"]
     assert sum("reused" in line for line in logged) == 4
     # One closing line per method: the budget reaching the level, or that none did.
@@ -174,14 +175,7 @@ def test_universal_sweep(classifier_run, tmp_path):
         assert expected in logged
     # A changed setting reruns the runs it concerns.
     logged.clear()
-    universal_job.sweep(
-        dataclasses.replace(config, sgd_epochs=2),
-        [2 / 255],
-        classifier_dir=classifier_dir,
-        run_dir=str(tmp_path),
-        data_dir=data_dir,
-        log=logged.append,
-    )
+    sweep(dataclasses.replace(config, sgd_epochs=2), [2 / 255])
     assert [line for line in logged if "reused" in line] == [
         "sweep: deepfool at xi 2.0/255: done before, reused"
     ]

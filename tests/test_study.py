@@ -395,7 +395,24 @@ def test_sweep_table_and_minutes_count_reused_runs():
     assert ["sgd, train", "20.00%", "90.00%"] in rows
     assert ["random noise, test", "2.00%", "10.00%"] in rows
     assert ["deepfool, minutes", "2.0", "1.0"] in rows
-    assert report.sweep_seconds(sweep) == 240.0
+    # The runs table counts the sweep's reused runs (sweep.json's
+    # compute_seconds: 240 s), not the few seconds its last invocation took.
+    sweep["compute_seconds"] = 240.0
+    study = {
+        "steps": [
+            {
+                "step": "universal_sweep",
+                "app": "universal",
+                "flagfile": "f.cfg",
+                "status": "skipped",
+            }
+        ],
+        "by_step": {"universal_sweep": {"record": {"seconds": 3.0}, "metrics": sweep}},
+        "invocation_seconds": 3.0,
+    }
+    _, (_, _, rows), (_, items) = report._details_section(study)
+    assert rows[0][0] == "universal_sweep" and rows[0][-1] == "4.0"
+    assert "Total minutes of the steps (their last runs): 4.0; " in " ".join(items)
     text = report._sweep_budgets(sweep)
     assert "deepfool not within xi <= 8/255" in text and "sgd at xi = 6.00/255" in text
     sweep["images"] = {"train": 1000, "test": 768}
