@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
-from cifar_denoise_adv import attacks  # noqa: E402
-from cifar_denoise_adv import data  # noqa: E402
+from cifar_denoise_adv.adversarial import attacks  # noqa: E402
+from cifar_denoise_adv.core import data  # noqa: E402
 
 EPSILON = 8 / 255
 STEP_SIZE = 2 / 255

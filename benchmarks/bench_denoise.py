@@ -8,7 +8,7 @@ Run by hand (never from the unit tests):
 The three feeds are measured in alternation, `--repeats` times each, in one
 process, so machine load affects them alike; the median is reported:
   ready-made: noisy and clean tensors computed once, shuffled and batched;
-  on-the-fly: data.noisy_pairs (fresh clipped noise per epoch), no augmentation;
+  on-the-fly: pipelines.noisy_pairs (fresh clipped noise per epoch), no augmentation;
   on-the-fly + augment: the same with random flips and rotations (the default).
 """
 
@@ -26,10 +26,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cifar_denoise_adv import data  # noqa: E402
-from cifar_denoise_adv import models  # noqa: E402
-from cifar_denoise_adv import noise_lib  # noqa: E402
-from cifar_denoise_adv import training  # noqa: E402
+from cifar_denoise_adv.core import data  # noqa: E402
+from cifar_denoise_adv.denoising import models  # noqa: E402
+from cifar_denoise_adv.denoising import noise as noise_lib  # noqa: E402
+from cifar_denoise_adv.denoising import pipelines  # noqa: E402
 
 
 def _parse():
@@ -90,7 +90,7 @@ def main() -> int:
     train_set = tf.data.Dataset.from_tensor_slices(images)
     feeds = {
         "ready-made tensors": _ready_made(images, args.sigma, args.batch_size),
-        "on-the-fly noise": data.noisy_pairs(
+        "on-the-fly noise": pipelines.noisy_pairs(
             train_set,
             sigma=args.sigma,
             batch_size=args.batch_size,
@@ -98,7 +98,7 @@ def main() -> int:
             training=True,
             augment=False,
         ),
-        "on-the-fly noise + augment": data.noisy_pairs(
+        "on-the-fly noise + augment": pipelines.noisy_pairs(
             train_set,
             sigma=args.sigma,
             batch_size=args.batch_size,
@@ -111,7 +111,7 @@ def main() -> int:
     model = models.build_denoiser(
         args.num_blocks, args.filters, not args.plain, args.downscale
     )
-    model.compile(keras.optimizers.Adam(1e-4), loss="mse", metrics=[training.psnr])
+    model.compile(keras.optimizers.Adam(1e-4), loss="mse", metrics=[models.psnr])
 
     train_rates = {name: [] for name in feeds}
     for _ in range(args.repeats):

@@ -27,9 +27,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cifar_denoise_adv import attacks  # noqa: E402
-from cifar_denoise_adv import classify_job  # noqa: E402
-from cifar_denoise_adv import data  # noqa: E402
+from cifar_denoise_adv.adversarial import attacks  # noqa: E402
+from cifar_denoise_adv.adversarial import classifier  # noqa: E402
+from cifar_denoise_adv.core import data  # noqa: E402
 
 FROG = 6
 # loss: "ce" raises the cross-entropy of the clean prediction (clamped at
@@ -127,7 +127,7 @@ def main():
     unknown = sorted(set(args.variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
-    model = classify_job.load_classifier(args.classifier)
+    model = classifier.load_classifier(args.classifier)
     train, _ = data.load_arrays("train", args.data_dir, limit=args.train_images)
     test, _ = data.load_arrays("test", args.data_dir)
     for name in args.variants or VARIANTS:

@@ -1,4 +1,4 @@
-"""The run folder: atomic writes, the flag record, library versions.
+"""The run folder: atomic writes, the run's records, library versions.
 
 Every file is first written under a temporary name in its own folder and then
 moved into place with `os.replace`, so an interrupted run never leaves a
@@ -9,20 +9,23 @@ one is whole.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import platform
 import tempfile
-from collections.abc import Iterable
+import time
 from collections.abc import Iterator
 
 import numpy as np
 
+from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core.errors import UserError
 
-class UserError(ValueError):
-    """A bad flag value or input file; the message says what was expected."""
+FLAGS_FILE = "flags.cfg"
+METRICS_FILE = "metrics.json"
 
 
 def make_run_dir(run_dir: str) -> str:
@@ -127,24 +130,49 @@ def save_npz(path: str, **arrays) -> None:
         np.savez(temporary, **arrays)
 
 
-def write_flags(
-    path: str, flag_values, app_module: str, shared_names: Iterable[str]
-) -> None:
-    """Writes the flags of a run as a flag file that replays it.
+def write_flagfile(config, app: str, folder: str | None = None) -> str:
+    """Writes run_dir/flags.cfg from the config used; replaying it gives it back.
+
+    `folder` replaces run_dir for configs that have none (denoise_image's,
+    the study's).
+    """
+    lines = [
+        f"# app: {app}. The flags of this run; replay with --flagfile=<this file>."
+    ]
+    lines += config_lib.flag_lines(config)
+    path = os.path.join(folder or config.run_dir, FLAGS_FILE)
+    write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def data_source(data_dir: str | None) -> str:
+    """How a run's data was read, for its record."""
+    return f"local {data_dir}" if data_dir else "tfds cifar10"
+
+
+def write_record(config, job: str, results: dict, start: float) -> dict:
+    """Writes run_dir/metrics.json: job, config, data, results, time, machine.
 
     Args:
-      path: where to write, usually `run_dir/flags.cfg`.
-      flag_values: absl `flags.FLAGS`.
-      app_module: the app's module name; all its flags are recorded.
-      shared_names: the names of the shared flags the app uses.
+      config: the job's config (a dataclass with run_dir and data_dir).
+      job: the job's name.
+      results: the job's own figures, in the order they should appear.
+      start: `time.time()` when the job started.
+
+    Returns:
+      The record written.
     """
-    lines = ["# Flags of this run; replay with --flagfile=<this file>."]
-    recorded = list(flag_values.get_flags_for_module(app_module))
-    recorded += [flag_values[name] for name in shared_names]
-    for flag in recorded:
-        if flag.value is not None:
-            lines.append(flag.serialize())
-    write_text(path, "\n".join(lines) + "\n")
+    record = {
+        "job": job,
+        "config": dataclasses.asdict(config),
+        "data_source": data_source(config.data_dir),
+        **results,
+        "seconds": time.time() - start,
+        "versions": library_versions(),
+        "machine": machine_description(),
+    }
+    write_json(os.path.join(config.run_dir, METRICS_FILE), record)
+    return record
 
 
 def library_versions() -> dict:

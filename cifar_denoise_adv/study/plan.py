@@ -1,8 +1,10 @@
 """The study: every job of the two studies in order, resumable, then the report.
 
-`run(plans, study_dir=...)` runs the steps one after the other, each through
-its app's own code (the plan's `execute`), each in `study_dir/<step>`, and
-then writes `report.md` and `report.html` (see `report.py`).
+`run_study(config)` reads each step's flag file through its app's own
+parser (`App.parse_flagfile`), with the step's folder `study_dir/<step>`,
+the study's data and, for the attacks, the study's classifier on top; then
+`run(plans, ...)` runs the jobs one after the other and writes `report.md`
+and `report.html` (see `study.report`).
 
 Skipping and resuming. Each step's settings (its job config, the data
 source and the metrics of the steps it depends on) are its *fingerprint*.
@@ -25,6 +27,7 @@ every attack rerun.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import time
@@ -32,8 +35,16 @@ from collections.abc import Callable
 from collections.abc import Collection
 from collections.abc import Sequence
 
-from cifar_denoise_adv import outputs
-from cifar_denoise_adv import report
+from cifar_denoise_adv import classify
+from cifar_denoise_adv import denoise
+from cifar_denoise_adv import noise
+from cifar_denoise_adv import targeted
+from cifar_denoise_adv import universal
+from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core.config import setting
+from cifar_denoise_adv.core.errors import UserError
+from cifar_denoise_adv.study import report
 
 RECORD_FILE = "study_step.json"
 STUDY_FILE = "study.json"
@@ -69,6 +80,54 @@ STEPS = (
     ),
 )
 STEP_NAMES = tuple(step.name for step in STEPS)
+APPS = {
+    app.name: app
+    for app in (noise.APP, denoise.APP, classify.APP, targeted.APP, universal.APP)
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig(config_lib.Config):
+    """The study's settings (the `study` app's flags): one flag file per step."""
+
+    study_dir: str = setting(
+        "runs/study",
+        "The study's folder; step <name> runs in <name>/.",
+        path=True,
+        defines_result=False,
+    )
+    data_dir: str = setting(
+        "",
+        "Local copy of CIFAR-10 for every step (see the apps' --data_dir). "
+        f"Empty: ${config_lib.ENV_DATA_DIR} if set, else TFDS cifar10.",
+        path=True,
+    )
+    # Step flag files are found as --flagfile= is (the working folder, then
+    # the installed flags/), so they are not `path` settings: resolve() would
+    # pin them to the working folder.
+    noise_flagfile: str = setting("", "Flag file of the noise step.")
+    resnet_flagfile: str = setting("", "Flag file of the ResNet denoiser step.")
+    plain_flagfile: str = setting("", "Flag file of the plain denoiser step.")
+    classifier_flagfile: str = setting("", "Flag file of the classifier step.")
+    fgsm_flagfile: str = setting("", "Flag file of the targeted FGSM step.")
+    iterative_flagfile: str = setting("", "Flag file of the targeted iterative step.")
+    universal_flagfile: str = setting("", "Flag file of the universal (sgd) step.")
+    universal_deepfool_flagfile: str = setting(
+        "", "Flag file of the universal (DeepFool loop) step."
+    )
+    universal_sweep_flagfile: str = setting(
+        "", "Flag file of the fooling-rate sweep step (needs --sweep_xi)."
+    )
+    force: bool = setting(False, "Rerun every step, even up-to-date ones.")
+    rerun: tuple[str, ...] = setting(
+        (),
+        "Steps to rerun even if up to date.",
+        choices=STEP_NAMES,
+    )
+
+    def flagfile(self, step: Step) -> str:
+        """The step's flag file ('' when the step is left out)."""
+        return getattr(self, f"{step.name}_flagfile")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +168,7 @@ def read_record(run_dir: str) -> dict | None:
     path = os.path.join(run_dir, RECORD_FILE)
     try:
         return outputs.read_json(path)
-    except outputs.UserError:
+    except UserError:
         return None
 
 
@@ -131,7 +190,7 @@ def decide(plan: Plan, current: dict, forced: bool) -> str:
 def _empty_folder(run_dir: str, study_dir: str) -> None:
     inside = os.path.commonpath([os.path.abspath(run_dir), os.path.abspath(study_dir)])
     if inside != os.path.abspath(study_dir) or os.path.samefile(run_dir, study_dir):
-        raise outputs.UserError(f"{run_dir}: refusing to empty a folder outside it.")
+        raise UserError(f"{run_dir}: refusing to empty a folder outside it.")
     shutil.rmtree(run_dir)
 
 
@@ -185,11 +244,6 @@ def run(
     """
     start = time.time()
     study_dir = outputs.make_run_dir(study_dir)
-    unknown = set(force) - set(STEP_NAMES) if not isinstance(force, bool) else set()
-    if unknown:
-        raise outputs.UserError(
-            f"--rerun: unknown steps {sorted(unknown)}; expected some of {STEP_NAMES}."
-        )
     by_name = {plan.step.name: plan for plan in plans}
     statuses = []
     for plan in plans:
@@ -226,3 +280,71 @@ def run(
     paths = report.write(study_dir)
     log(f"study: wrote {paths['md']} and {paths['html']}")
     return study
+
+
+def _check_step(step: Step, config, flag: str) -> None:
+    if step.app in ("targeted", "universal") and not config.classifier:
+        raise UserError(
+            f"--{flag}: no --classifier, and the study has no classifier step "
+            "(--classifier_flagfile)."
+        )
+    if step.app == "universal":
+        is_sweep = step.name == "universal_sweep"
+        if is_sweep != bool(config.sweep_xi):
+            raise UserError(
+                f"--{flag}: "
+                + ("needs --sweep_xi." if is_sweep else "must not set --sweep_xi.")
+            )
+
+
+def plans(config: StudyConfig, log) -> list[Plan]:
+    """The configured steps, in order, each with its job's config.
+
+    A step's config is its flag file read by its app's own parser, with the
+    step's folder, the study's data and (attacks) the study's classifier on
+    top; a bad flag file stops the study with one line naming it.
+    """
+    result = []
+    for step in STEPS:
+        flagfile = config.flagfile(step)
+        if not flagfile:
+            continue
+        flag = f"{step.name}_flagfile={flagfile}"
+        run_dir = os.path.join(config.study_dir, step.name)
+        overrides = {"run_dir": run_dir, "data_dir": config.data_dir}
+        if step.needs == ("classifier",) and config.classifier_flagfile:
+            overrides["classifier"] = os.path.join(config.study_dir, "classifier")
+        app = APPS[step.app]
+        try:
+            job_config = config_lib.resolve(app.parse_flagfile(flagfile, overrides))
+        except UserError as error:
+            raise UserError(f"--{flag}: {error}") from None
+        _check_step(step, job_config, flag)
+        settings = {"config": config_lib.identity(job_config)}
+        execute = functools.partial(app.job, job_config, log)
+        result.append(Plan(step, flagfile, run_dir, settings, execute))
+    return result
+
+
+def run_study(config: StudyConfig, log=lambda message: None) -> dict:
+    """The `study` app's job: plans every configured step and runs them.
+
+    Returns:
+      The study record (see `run`).
+    """
+    config = config_lib.resolve(config)
+    configured = plans(config, log)
+    if not configured:
+        raise UserError(
+            "no step configured: give at least one --<step>_flagfile "
+            "(see flags/study.cfg)."
+        )
+    return run(
+        configured,
+        study_dir=config.study_dir,
+        force=True if config.force else set(config.rerun),
+        data_source=f"local copy {config.data_dir}"
+        if config.data_dir
+        else "TFDS cifar10",
+        log=log,
+    )

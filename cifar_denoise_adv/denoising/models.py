@@ -1,4 +1,4 @@
-"""Keras functional builders: the denoisers (ResNet and plain).
+"""The denoisers (ResNet and plain), their custom layers and the PSNR metric.
 
 Builders return uncompiled models. Layers are named (`block3_add`,
 `global_add`) so tests, TensorBoard graphs and figures can find them.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from keras import layers
+
+from cifar_denoise_adv.denoising import noise
 
 _PACKAGE = "cifar_denoise_adv"
 
@@ -168,66 +170,10 @@ def build_denoiser(
     return keras.Model(noisy, outputs, name=name or default_name)
 
 
-# CIFAR-10 per-channel statistics of the training set (in [0, 1] pixels).
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+@keras.saving.register_keras_serializable(package="cifar_denoise_adv", name="psnr")
+def psnr(clean: tf.Tensor, predicted: tf.Tensor) -> tf.Tensor:
+    """Per-image PSNR (dB) of the prediction clipped to [0, 1], for compile().
 
-
-def _conv_bn_relu(x, filters: int, name: str):
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(
-        x
-    )
-    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
-    return layers.ReLU(name=f"{name}_relu")(x)
-
-
-def build_classifier(
-    width: int = 32,
-    num_classes: int = 10,
-    dropout: float = 0.0,
-    name: str = "resnet9_classifier",
-) -> keras.Model:
-    """A ResNet-9-style CIFAR-10 classifier with logits output.
-
-    The DAWNBench ResNet-9 layout (D. Page, "How to train your ResNet",
-    2018): prep conv; stage 1 conv + max-pool + residual block of two convs;
-    stage 2 conv + max-pool; stage 3 conv + max-pool + residual block;
-    global max-pool; dense. Channels are width x (1, 2, 4, 8); Page uses 64,
-    a smaller width trades accuracy for CPU time. Inputs are images in
-    [0, 1]: the per-channel normalisation is part of the model, so attacks
-    and users work in pixel units.
-
-    Args:
-      width: channels of the prep conv; the stages use 2x, 4x and 8x.
-      num_classes: number of logits.
-      dropout: dropout rate before the dense layer.
-      name: model name.
-
-    Returns:
-      Uncompiled keras.Model: float32 [B, 32, 32, 3] in [0, 1] -> logits
-      [B, num_classes].
+    Registered so that a saved .keras model reloads with its metric.
     """
-    if width < 1 or num_classes < 2 or not 0.0 <= dropout < 1.0:
-        raise ValueError(
-            f"need width >= 1, num_classes >= 2, 0 <= dropout < 1; got {width}, "
-            f"{num_classes}, {dropout}."
-        )
-    images = keras.Input((32, 32, 3), name="images")
-    x = layers.Normalization(
-        mean=CIFAR10_MEAN,
-        variance=[s**2 for s in CIFAR10_STD],
-        name="normalize",
-    )(images)
-    x = _conv_bn_relu(x, width, "prep")
-    for stage, (factor, residual) in enumerate(((2, True), (4, False), (8, True)), 1):
-        x = _conv_bn_relu(x, width * factor, f"stage{stage}")
-        x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
-        if residual:
-            y = _conv_bn_relu(x, width * factor, f"stage{stage}_res1")
-            y = _conv_bn_relu(y, width * factor, f"stage{stage}_res2")
-            x = layers.Add(name=f"stage{stage}_add")([x, y])
-    x = layers.GlobalMaxPooling2D(name="global_pool")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(images, logits, name=name)
+    return noise.psnr(clean, tf.clip_by_value(predicted, 0.0, 1.0))

@@ -2,8 +2,8 @@
 
 Every source returns, for split "train" or "test", a `tf.data.Dataset` of
 `(image, label)`: image float32 [32, 32, 3] in [0, 1] (HWC), label int64 in
-[0, 9]. One pipeline function (`noisy_pairs`) takes it from there, so both
-sources get identical treatment.
+[0, 9]. The pipelines (`core.pipelines`, `denoising.pipelines`) take it from
+there, so both sources get identical treatment.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from cifar_denoise_adv import noise_lib
+from cifar_denoise_adv.core.errors import DataError
 
 try:  # NumPy >= 2 keeps the array helpers in numpy._core.
     from numpy._core import multiarray as _multiarray
@@ -75,10 +75,6 @@ _SAFE_GLOBALS = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
-
-
-class DataError(ValueError):
-    """A data source is missing, unreachable or not in the expected format."""
 
 
 def _source_hint() -> str:
@@ -375,160 +371,3 @@ def load_arrays(
 
 
 # --------------------------------------------------------------------------
-# Pipelines.
-
-
-def with_noise_seeds(images: tf.data.Dataset, seed: int, training: bool):
-    """Pairs each element with a stateless-RNG seed of shape [2] (int64).
-
-    Training: `Dataset.random(rerandomize_each_iteration=True)` gives new
-    seeds every epoch (fresh noise); a seed built from `Dataset.counter()`
-    would repeat the same noise every epoch. Its draws also depend on TF's
-    global seed, so the jobs set that first (`keras.utils.set_random_seed`).
-
-    Evaluation: the seed of image i is (seed, i), a pure function of the
-    two, so the noise is the same run after run and in any process, whatever
-    ran before (`Dataset.random` here would change with the global seed).
-    """
-    if training:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        return tf.data.Dataset.zip(images, seeds.batch(2))
-    seeds = tf.data.Dataset.counter().map(
-        lambda index: tf.stack([tf.constant(seed, tf.int64), index])
-    )
-    return tf.data.Dataset.zip(images, seeds)
-
-
-def dihedral_augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """One of the 8 flips/rotations of an HWC image, chosen by `seed` [2]."""
-    choice = tf.random.stateless_uniform([], seed, maxval=8, dtype=tf.int32)
-    image = tf.image.rot90(image, k=choice % 4)
-    return tf.cond(choice >= 4, lambda: tf.image.flip_left_right(image), lambda: image)
-
-
-def noisy_pairs(
-    images: tf.data.Dataset,
-    *,
-    sigma: float,
-    batch_size: int,
-    seed: int,
-    training: bool,
-    augment: bool = False,
-    shuffle_buffer: int = 10_000,
-    clip: bool = True,
-) -> tf.data.Dataset:
-    """Batches of (noisy, clean) images with noise added on the fly.
-
-    Args:
-      images: dataset of float32 [32, 32, 3] images in [0, 1] (labels are
-        dropped if present).
-      sigma: noise std in [0, 1] pixel units.
-      batch_size: images per batch.
-      seed: fixes the shuffle and the noise; training noise still changes
-        every epoch, evaluation noise never does.
-      training: shuffle, fresh noise each epoch, optional augmentation.
-      augment: random flips and 90-degree rotations of the clean image,
-        before the noise (training only).
-      shuffle_buffer: shuffle buffer size (training only).
-      clip: clip the noisy image to [0, 1].
-    """
-    if isinstance(images.element_spec, tuple):
-        images = images.map(lambda image, *_: image)
-    images = images.cache()  # random transformations come after the cache
-    if training:
-        images = images.shuffle(
-            shuffle_buffer, seed=seed, reshuffle_each_iteration=True
-        )
-
-    def make_pair(image, noise_seed):
-        if training and augment:
-            image = dihedral_augment(image, noise_seed[::-1])
-        noisy = noise_lib.add_gaussian_noise(image, sigma, noise_seed, clip=clip)
-        return noisy, image
-
-    pairs = with_noise_seeds(images, seed, training).map(
-        make_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
-    return pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def with_unit_noise(
-    images: tf.data.Dataset, *, seed: int, batch_size: int = 512
-) -> tf.data.Dataset:
-    """Batches of (clean, z) with z ~ N(0, 1) the evaluation noise draws.
-
-    `noisy_pairs(..., training=False)` with the same seed yields exactly
-    clip(clean + sigma * z), so statistics and sigma calibration computed
-    from these draws hold for the evaluation pipeline too.
-    """
-    if isinstance(images.element_spec, tuple):
-        images = images.map(lambda image, *_: image)
-    pairs = with_noise_seeds(images, seed, training=False).map(
-        lambda image, noise_seed: (
-            image,
-            noise_lib.unit_noise(tf.shape(image), noise_seed),
-        ),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    return pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def crop_flip_augment(
-    image: tf.Tensor, seed: tf.Tensor, padding: int = 4, cutout: int = 0
-):
-    """Random crop after reflect padding, random flip, optional cutout.
-
-    The standard CIFAR-10 augmentation; `seed` is a stateless seed [2].
-    `cutout` > 0 (DeVries and Taylor 2017) greys out a `cutout` x `cutout`
-    square (0.5; partly outside the image when its centre is near the border).
-    """
-    size = tf.shape(image)
-    padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]], "REFLECT")
-    seeds = tf.random.experimental.stateless_split(seed, 3)
-    image = tf.image.stateless_random_crop(padded, size, seed=seeds[0])
-    image = tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
-    if cutout:
-        centre = tf.random.stateless_uniform([2], seeds[2], 0, size[0], tf.int32)
-        rows = tf.abs(tf.range(size[0]) - centre[0]) < (cutout + 1) // 2
-        cols = tf.abs(tf.range(size[1]) - centre[1]) < (cutout + 1) // 2
-        square = tf.logical_and(rows[:, None], cols[None, :])[:, :, None]
-        image = tf.where(square, 0.5, image)
-    return image
-
-
-def labelled_batches(
-    dataset: tf.data.Dataset,
-    *,
-    batch_size: int,
-    seed: int,
-    training: bool,
-    augment: bool = True,
-    cutout: int = 0,
-    shuffle_buffer: int = 50_000,
-) -> tf.data.Dataset:
-    """Batches of (image, label) for classification; augmentation on the fly.
-
-    Args:
-      dataset: (float32 image [32, 32, 3] in [0, 1], int label) elements.
-      batch_size: images per batch.
-      seed: fixes the shuffle and the augmentation draws (new every epoch).
-      training: shuffle and (with `augment`) crop/flip; else in order.
-      augment: random crop with 4-px padding and horizontal flip.
-      cutout: with `augment`, side of the cutout square (0: none).
-      shuffle_buffer: shuffle buffer size.
-    """
-    dataset = dataset.cache()
-    if training:
-        dataset = dataset.shuffle(
-            shuffle_buffer, seed=seed, reshuffle_each_iteration=True
-        )
-        if augment:
-            dataset = with_noise_seeds(dataset, seed, training=True).map(
-                lambda pair, aug_seed: (
-                    crop_flip_augment(pair[0], aug_seed, cutout=cutout),
-                    pair[1],
-                ),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

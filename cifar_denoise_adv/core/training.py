@@ -1,7 +1,8 @@
 """Training helpers shared by the training jobs.
 
-Strategy, schedule, resumable fit, TensorBoard image grids, throughput,
-atomic model save and SavedModel export.
+The settings every training job has (`TrainingConfig`), strategy, schedule,
+resumable fit, throughput, and the end of training: atomic `.keras` save,
+SavedModel export and the reload check.
 """
 
 from __future__ import annotations
@@ -17,13 +18,51 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_denoise_adv import data
-from cifar_denoise_adv import noise_lib
-from cifar_denoise_adv import outputs
+from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import data
+from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core.config import setting
+from cifar_denoise_adv.core.errors import UserError
 
 BACKUP_DIR = "backup"
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
+STRATEGIES = ("default", "mirrored", "multi_worker")
+# A SavedModel that differs from its Keras model by more than this fails the run.
+EXPORT_TOLERANCE = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig(config_lib.RunConfig):
+    """Settings every training job has; a job's config adds its own."""
+
+    epochs: int = setting(10, "Training epochs.", low=1)
+    batch_size: int = setting(64, "Images per training batch.", low=1)
+    learning_rate: float = setting(
+        1e-3, "Peak learning rate of the schedule.", low=0.0, low_open=True
+    )
+    warmup_epochs: float = setting(
+        0.5, "Linear learning-rate warm-up (epochs) before the cosine decay.", low=0.0
+    )
+    augment: bool = setting(
+        True, "Random flips/rotations (denoiser) or crops/flips (classifier)."
+    )
+    max_train_images: int = setting(
+        0, "Use at most this many training images (0: all).", low=0
+    )
+    max_test_images: int = setting(
+        0, "Use at most this many test images (0: all).", low=0
+    )
+    strategy: str = setting(
+        "default",
+        "tf.distribute strategy: default (one device), mirrored (all local "
+        "GPUs, or CPUs), multi_worker (hosts described by TF_CONFIG).",
+        choices=STRATEGIES,
+    )
+    jit_compile: bool = setting(False, "Compile the training step with XLA.")
+    num_examples: int = setting(
+        6, "Rows of the example figures.", low=1, defines_result=False
+    )
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -38,14 +77,12 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise outputs.UserError(
+            raise UserError(
                 "--strategy=multi_worker reads the cluster from the environment "
                 "variable TF_CONFIG, which is not set."
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise outputs.UserError(
-        f"--strategy={name}: expected default, mirrored or multi_worker."
-    )
+    raise UserError(f"--strategy={name}: expected default, mirrored or multi_worker.")
 
 
 def warmup_cosine(
@@ -62,15 +99,6 @@ def warmup_cosine(
     )
 
 
-@keras.saving.register_keras_serializable(package="cifar_denoise_adv", name="psnr")
-def psnr(clean: tf.Tensor, predicted: tf.Tensor) -> tf.Tensor:
-    """Per-image PSNR (dB) of the prediction clipped to [0, 1], for compile().
-
-    Registered so that a saved .keras model reloads with its metric.
-    """
-    return noise_lib.psnr(clean, tf.clip_by_value(predicted, 0.0, 1.0))
-
-
 def completed_epochs(run_dir: str) -> int:
     """Epochs finished by an earlier, interrupted or complete run in run_dir."""
     path = os.path.join(run_dir, BACKUP_DIR, "training_metadata.json")
@@ -80,37 +108,6 @@ def completed_epochs(run_dir: str) -> int:
             return int(json.load(f).get("epoch", 0))
     except (OSError, ValueError):
         return 0
-
-
-@keras.saving.register_keras_serializable(package="cifar_denoise_adv")
-class SparseSmoothedCrossentropy(keras.losses.Loss):
-    """Cross-entropy of integer labels against logits, with label smoothing.
-
-    Keras 3's SparseCategoricalCrossentropy has no label smoothing; this
-    one-hot encodes the labels and uses the categorical version.
-    """
-
-    def __init__(self, smoothing: float = 0.0, num_classes: int = 10, **kwargs):
-        kwargs.setdefault("name", "smoothed_crossentropy")
-        super().__init__(**kwargs)
-        self.smoothing = smoothing
-        self.num_classes = num_classes
-
-    def call(self, y_true, y_pred):
-        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
-        return keras.losses.categorical_crossentropy(
-            tf.one_hot(labels, self.num_classes),
-            y_pred,
-            from_logits=True,
-            label_smoothing=self.smoothing,
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "smoothing": self.smoothing,
-            "num_classes": self.num_classes,
-        }
 
 
 class Throughput(keras.callbacks.Callback):
@@ -135,33 +132,10 @@ class Throughput(keras.callbacks.Callback):
             self._start = None
 
 
-class ImageGrids(keras.callbacks.Callback):
-    """Writes TensorBoard image grids (input | output | target) each epoch."""
-
-    def __init__(self, log_dir: str, inputs: np.ndarray, targets: np.ndarray, tag: str):
-        super().__init__()
-        self._writer = tf.summary.create_file_writer(log_dir)
-        self._inputs = inputs
-        self._targets = targets
-        self._tag = tag
-
-    def on_epoch_end(self, epoch, logs=None):
-        outputs_ = np.clip(self.model.predict(self._inputs, verbose=0), 0.0, 1.0)
-        # One grid per example: the three images side by side.
-        grids = np.concatenate([self._inputs, outputs_, self._targets], axis=2)
-        with self._writer.as_default(step=epoch + 1):
-            tf.summary.image(self._tag, grids, max_outputs=len(grids))
-        self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        self._writer.close()
-
-
 @dataclasses.dataclass(frozen=True)
 class RunStart:
-    """A training job's starting point: folder, strategy, data and progress."""
+    """A training job's starting point: strategy, data and progress."""
 
-    run_dir: str
     strategy: tf.distribute.Strategy
     train_set: tf.data.Dataset  # (image, label) examples, --max_train_images
     test_set: tf.data.Dataset  # (image, label) examples, --max_test_images
@@ -170,26 +144,25 @@ class RunStart:
     done: int  # epochs an earlier, interrupted invocation completed
 
 
-def start_run(config, run_dir: str, data_dir: str | None, log) -> RunStart:
+def start_run(config: TrainingConfig, log) -> RunStart:
     """The set-up every training job shares, in the order it must happen.
 
-    `config` has seed, strategy, max_train_images, max_test_images,
-    batch_size and epochs. Seeds the global RNGs first (the pipelines' seeds
-    depend on it), makes the run folder and the tf.distribute strategy, loads
-    both splits, counts the training images and finds how many epochs an
-    interrupted run already completed (logged when resuming).
+    Seeds the global RNGs first (the pipelines' seeds depend on it), makes
+    the run folder and the tf.distribute strategy, loads both splits, counts
+    the training images and finds how many epochs an interrupted run
+    already completed (logged when resuming).
     """
-    run_dir = outputs.make_run_dir(run_dir)
+    outputs.make_run_dir(config.run_dir)
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
+    data_dir = config.data_dir or None
     train_set = data.load("train", data_dir).take(config.max_train_images or -1)
     test_set = data.load("test", data_dir).take(config.max_test_images or -1)
     num_train = int(train_set.reduce(0, lambda n, _: n + 1))
-    done = completed_epochs(run_dir)
+    done = completed_epochs(config.run_dir)
     if done:
         log(f"resuming after epoch {done} of {config.epochs}")
     return RunStart(
-        run_dir=run_dir,
         strategy=strategy,
         train_set=train_set,
         test_set=test_set,
@@ -272,3 +245,45 @@ def saved_model_difference(model: keras.Model, path: str, sample: np.ndarray) ->
     expected = model.predict(sample, verbose=0)
     actual = reloaded.serve(tf.constant(sample)).numpy()
     return float(np.max(np.abs(expected - actual)))
+
+
+def finish_training(model: keras.Model, run_dir: str, sample: np.ndarray) -> float:
+    """The end of every training run: save, export, check the export.
+
+    Saves run_dir/model.keras, exports run_dir/saved_model/, reloads the
+    SavedModel and compares it with the Keras model on `sample`.
+
+    Returns:
+      The largest absolute difference found.
+
+    Raises:
+      RuntimeError: when it exceeds EXPORT_TOLERANCE (the export is wrong).
+    """
+    save_keras(model, os.path.join(run_dir, KERAS_FILE))
+    export_dir = os.path.join(run_dir, SAVED_MODEL_DIR)
+    export_saved_model(model, export_dir)
+    difference = saved_model_difference(model, export_dir, sample)
+    if difference > EXPORT_TOLERANCE:
+        raise RuntimeError(
+            f"the SavedModel in {export_dir} differs from the Keras model by "
+            f"{difference:g} on the same inputs."
+        )
+    return difference
+
+
+def training_time(fit: dict, config: TrainingConfig, num_train: int, run_dir: str):
+    """Training seconds of this call and in all, and training images/s.
+
+    A resumed run adds the seconds its earlier pieces recorded.
+    """
+    seconds = float(sum(fit["train_seconds"]))
+    previous = {}
+    path = os.path.join(run_dir, outputs.METRICS_FILE)
+    if fit["resumed_from_epoch"] and os.path.exists(path):
+        previous = outputs.read_json(path)
+    epochs_now = config.epochs - fit["resumed_from_epoch"]
+    return {
+        "train_seconds_this_run": seconds,
+        "train_seconds_total": seconds + previous.get("train_seconds_total", 0.0),
+        "train_images_per_s": num_train * epochs_now / seconds if seconds else None,
+    }

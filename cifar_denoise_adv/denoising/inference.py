@@ -1,7 +1,11 @@
-"""Applying a trained denoiser to image files of any size."""
+"""Applying a trained denoiser to image files of any size.
+
+`run(config)` is the `denoise_image` app's job.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 
@@ -9,11 +13,44 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_denoise_adv import models  # noqa: F401 - registers the custom layers
-from cifar_denoise_adv import outputs
-from cifar_denoise_adv import training
+from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import training
+from cifar_denoise_adv.core.config import setting
+from cifar_denoise_adv.core.errors import UserError
+from cifar_denoise_adv.denoising import models  # noqa: F401 - registers the layers
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenoiseImageConfig(config_lib.Config):
+    """The model and the files (the `denoise_image` app's flags)."""
+
+    model: str = setting("", "Run folder, .keras file or SavedModel.", path=True)
+    input: str = setting("", "A PNG/JPEG file, or a folder of them.", path=True)
+    output: str = setting("", "Output PNG file, or folder.", path=True)
+
+    def validate(self):
+        for name in ("model", "input", "output"):
+            if not getattr(self, name):
+                raise UserError(f"--{name} is required.")
+
+
+def run(config: DenoiseImageConfig, log=lambda message: None) -> dict:
+    """Denoises the input file(s); logs one line per image.
+
+    Returns:
+      {"denoised": [files], "failed": {file: reason}}.
+    """
+    denoise = load_denoiser(config.model)
+    results = denoise_files(denoise, config.input, config.output)
+    failed = {source: error for source, error in results if error}
+    for source, error in results:
+        log(f"skipped {error}" if error else f"denoised {source}")
+    done = len(results) - len(failed)
+    log(f"{done} of {len(results)} images denoised into {config.output}")
+    return {"denoised": [s for s, e in results if not e], "failed": failed}
 
 
 def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -34,7 +71,7 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
         elif os.path.isdir(saved_model):
             path = saved_model
         else:
-            raise outputs.UserError(
+            raise UserError(
                 f"--model={path}: holds neither {training.KERAS_FILE} nor "
                 f"{training.SAVED_MODEL_DIR}/; expected a run folder of the "
                 "denoise app, a .keras file or a SavedModel folder."
@@ -48,7 +85,7 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
         return lambda images: np.clip(
             loaded.serve(tf.constant(images)).numpy(), 0.0, 1.0
         )
-    raise outputs.UserError(
+    raise UserError(
         f"--model={path}: not found, or not a run folder, .keras file or SavedModel."
     )
 
@@ -60,13 +97,13 @@ def read_rgb_image(path: str) -> np.ndarray:
         image = tf.io.decode_image(content, channels=0, expand_animations=False)
     except (tf.errors.OpError, ValueError) as error:
         message = getattr(error, "message", str(error)).splitlines()[0]
-        raise outputs.UserError(
+        raise UserError(
             f"{path}: cannot read it as a PNG or JPEG image ({message})."
         ) from None
     channels = int(image.shape[-1])
     if channels != 3:
         kind = {1: "grayscale", 2: "grayscale with alpha", 4: "RGBA"}.get(channels)
-        raise outputs.UserError(
+        raise UserError(
             f"{path}: a {kind or f'{channels}-channel'} image; expected RGB "
             "(3 channels)."
         )
@@ -106,7 +143,7 @@ def denoise_files(
             n for n in os.listdir(input_path) if n.lower().endswith(IMAGE_EXTENSIONS)
         )
         if not names:
-            raise outputs.UserError(
+            raise UserError(
                 f"--input={input_path}: no {'/'.join(IMAGE_EXTENSIONS)} files in it."
             )
         os.makedirs(output_path, exist_ok=True)
@@ -124,13 +161,13 @@ def denoise_files(
             target = os.path.join(output_path, base)
         jobs = [(input_path, target)]
     else:
-        raise outputs.UserError(f"--input={input_path}: no such file or folder.")
+        raise UserError(f"--input={input_path}: no such file or folder.")
     results = []
     for source, target in jobs:
         try:
             image = read_rgb_image(source)
             write_png(target, denoise(image[None])[0])
             results.append((source, None))
-        except outputs.UserError as error:
+        except UserError as error:
             results.append((source, str(error)))
     return results

@@ -7,11 +7,12 @@ MAX = 1 and the mean squared error over all pixels and channels of an image.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
-import numpy as np
 import tensorflow as tf
+
+from cifar_denoise_adv.core.metrics import mean_and_std  # noqa: F401 - re-exported
+from cifar_denoise_adv.core.metrics import psnr
 
 
 def unit_noise(shape, seed: tf.Tensor) -> tf.Tensor:
@@ -39,36 +40,6 @@ def add_gaussian_noise(
     images = tf.convert_to_tensor(images, tf.float32)
     noisy = images + sigma * unit_noise(tf.shape(images), seed)
     return tf.clip_by_value(noisy, 0.0, 1.0) if clip else noisy
-
-
-def psnr(reference: tf.Tensor, estimate: tf.Tensor, max_value: float = 1.0):
-    """PSNR in dB per image: 10 log10(MAX^2 / MSE), MSE over H, W and C.
-
-    Args:
-      reference: float [B, H, W, C] (or [H, W, C] for one image).
-      estimate: same shape as `reference`.
-      max_value: the peak signal value (1 for images in [0, 1]).
-
-    Returns:
-      float32 [B] (or a scalar); +inf where the images are identical.
-    """
-    reference = tf.convert_to_tensor(reference, tf.float32)
-    estimate = tf.convert_to_tensor(estimate, tf.float32)
-    if not reference.shape.is_compatible_with(estimate.shape):
-        raise ValueError(
-            f"reference {reference.shape} and estimate {estimate.shape} differ "
-            "in shape."
-        )
-    mse = tf.reduce_mean(tf.square(reference - estimate), axis=[-3, -2, -1])
-    return 10.0 * tf.math.log(max_value**2 / mse) / math.log(10.0)
-
-
-def mean_and_std(values) -> tuple[float, float]:
-    """Mean and (population) standard deviation of per-image values."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("mean_and_std needs at least one value.")
-    return float(values.mean()), float(values.std())
 
 
 def analytic_sigma(target_psnr: float, max_value: float = 1.0) -> float:

@@ -1,0 +1,1 @@
+"""The adversarial study: the classifier, the attacks and their jobs."""

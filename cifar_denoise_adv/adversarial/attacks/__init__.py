@@ -1,0 +1,65 @@
+"""Adversarial attacks: targeted FGSM / I-FGSM, DeepFool, universal perturbations.
+
+Pure functions on tensors, in the style of cleverhans' TF2 attacks: no flags,
+no files, no printing. Every gradient comes from `tf.GradientTape`.
+
+Conventions shared by every function here:
+
+- `model_fn` is any callable mapping float32 images [B, H, W, C] in [0, 1]
+  to logits [B, K] (a Keras model, or a function of TF ops). The heavy inner
+  loops run under `tf.function`, so `model_fn` must be traceable; the
+  functions themselves take and return eager tensors or NumPy arrays.
+- Images are float32 in [0, 1]; epsilon, step sizes and radii are in the
+  same [0, 1] pixel units. Attacks return images clipped to [0, 1].
+- Norms: `p` is 2 or `np.inf` (also accepted: "l2", "2", "inf", "linf").
+  `project_lp` treats its whole argument as ONE vector (a universal
+  perturbation [H, W, C]); `batch_project_lp` projects each example of a
+  batch [B, ...] separately, over all axes but the first.
+- Long loops report progress through an optional `progress` callback, called
+  with a dict of plain numbers.
+- Bad arguments raise `ValueError` naming the argument.
+"""
+
+from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
+from cifar_denoise_adv.adversarial.attacks._checks import Progress
+from cifar_denoise_adv.adversarial.attacks.deepfool import DEEPFOOL_STEP_EPSILON
+from cifar_denoise_adv.adversarial.attacks.deepfool import DeepFoolResult
+from cifar_denoise_adv.adversarial.attacks.deepfool import deepfool
+from cifar_denoise_adv.adversarial.attacks.fgsm import targeted_fgsm
+from cifar_denoise_adv.adversarial.attacks.fgsm import targeted_iterative
+from cifar_denoise_adv.adversarial.attacks.metrics import fooling_rate
+from cifar_denoise_adv.adversarial.attacks.metrics import misclassification_rate
+from cifar_denoise_adv.adversarial.attacks.metrics import predict_labels
+from cifar_denoise_adv.adversarial.attacks.metrics import targeted_success_rate
+from cifar_denoise_adv.adversarial.attacks.norms import batch_project_lp
+from cifar_denoise_adv.adversarial.attacks.norms import l2_norm
+from cifar_denoise_adv.adversarial.attacks.norms import linf_norm
+from cifar_denoise_adv.adversarial.attacks.norms import norm_order
+from cifar_denoise_adv.adversarial.attacks.norms import project_lp
+from cifar_denoise_adv.adversarial.attacks.norms import random_perturbation_like
+from cifar_denoise_adv.adversarial.attacks.universal import UniversalResult
+from cifar_denoise_adv.adversarial.attacks.universal import sgd_universal_perturbation
+from cifar_denoise_adv.adversarial.attacks.universal import universal_perturbation
+
+__all__ = [
+    "DEEPFOOL_STEP_EPSILON",
+    "DeepFoolResult",
+    "ModelFn",
+    "Progress",
+    "UniversalResult",
+    "batch_project_lp",
+    "deepfool",
+    "fooling_rate",
+    "l2_norm",
+    "linf_norm",
+    "misclassification_rate",
+    "norm_order",
+    "predict_labels",
+    "project_lp",
+    "random_perturbation_like",
+    "sgd_universal_perturbation",
+    "targeted_fgsm",
+    "targeted_iterative",
+    "targeted_success_rate",
+    "universal_perturbation",
+]

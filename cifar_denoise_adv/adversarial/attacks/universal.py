@@ -1,0 +1,312 @@
+"""Universal adversarial perturbations: the DeepFool loop and the sgd method."""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cifar_denoise_adv.adversarial.attacks._checks import TINY
+from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
+from cifar_denoise_adv.adversarial.attacks._checks import Progress
+from cifar_denoise_adv.adversarial.attacks._checks import as_images
+from cifar_denoise_adv.adversarial.attacks._checks import as_labels
+from cifar_denoise_adv.adversarial.attacks._checks import check_non_negative
+from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
+from cifar_denoise_adv.adversarial.attacks.deepfool import deepfool
+from cifar_denoise_adv.adversarial.attacks.metrics import fooling_rate
+from cifar_denoise_adv.adversarial.attacks.metrics import predict_labels
+from cifar_denoise_adv.adversarial.attacks.metrics import predict_shifted
+from cifar_denoise_adv.adversarial.attacks.norms import norm_order
+from cifar_denoise_adv.adversarial.attacks.norms import project
+from cifar_denoise_adv.adversarial.attacks.norms import project_lp
+
+
+class UniversalResult(NamedTuple):
+    """What the universal perturbation searches return.
+
+    Attributes:
+      perturbation: float32 [H, W, C], the universal perturbation v (pixel
+        units, inside the lp ball of radius xi).
+      history: plain-Python dict (JSON-ready): "fooling_rates", the fooling
+        rate on the whole set after each pass (epoch); "passes", the passes
+        (epochs) done; "seconds", the wall-clock time of the search.
+    """
+
+    perturbation: tf.Tensor
+    history: dict
+
+
+def _history(rates: list[float], start: float) -> dict:
+    return {
+        "fooling_rates": rates,
+        "passes": len(rates),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _validate_universal(images, xi, p, batch_size):
+    images = as_images(images)
+    if images.shape.rank != 4:
+        raise ValueError(f"images must be [N, H, W, C], got {images.shape}.")
+    return (
+        images,
+        check_non_negative(xi, "xi"),
+        norm_order(p),
+        check_positive_int(batch_size, "batch_size"),
+    )
+
+
+def _universal_pass(model_fn, images, clean_labels, order, v, update, batch_size):
+    """One pass of Algorithm 1 in the given order; returns the new v.
+
+    Sequential semantics: image k is tested against the v left by images
+    before it. To save model calls, the "still correct?" test runs on a chunk
+    of upcoming images at once; whenever v changes, the rest of the chunk is
+    re-tested. The chunk grows while images are already fooled and shrinks
+    after each update.
+    """
+    position, chunk = 0, 1
+    while position < len(order):
+        index = order[position : position + chunk]
+        labels = predict_shifted(model_fn, tf.gather(images, index), v).numpy()
+        unfooled = np.flatnonzero(labels == clean_labels[index])
+        if unfooled.size == 0:
+            position += len(index)
+            chunk = min(2 * chunk, batch_size)
+            continue
+        first = int(unfooled[0])
+        v = update(v, int(index[first]))
+        position += first + 1
+        chunk = max(1, chunk // 2)
+    return v
+
+
+def universal_perturbation(
+    model_fn: ModelFn,
+    images,
+    xi: float,
+    p,
+    delta: float = 0.2,
+    max_passes: int = 10,
+    overshoot: float = 0.02,
+    max_iter_deepfool: int = 10,
+    num_classes: int = 10,
+    seed: int = 0,
+    progress: Progress | None = None,
+    batch_size: int = 128,
+    num_candidates: int | None = None,
+    deepfool_norm="l2",
+) -> UniversalResult:
+    """Universal adversarial perturbation by iterated DeepFool (Algorithm 1).
+
+    Moosavi-Dezfooli, Fawzi, Fawzi and Frossard, "Universal adversarial
+    perturbations", CVPR 2017. Each pass visits the images in a new random
+    order; for every image x whose prediction on clip(x + v, 0, 1) still
+    equals its clean prediction, DeepFool on clip(x + v, 0, 1) gives r and
+    v <- P_{p,xi}(v + r). Passes stop when the fooling rate on the set
+    (prediction changed vs clean) reaches 1 - delta, or after `max_passes`.
+
+    r is DeepFool's effective perturbation (its clipped adversarial minus
+    its input, overshoot included). As in the paper (arg min ||r||_2) and
+    the authors' code, DeepFool is the L2 one whatever `p` is; only the
+    projection uses `p`. v is updated only when DeepFool changed the label
+    within `max_iter_deepfool` steps, as the reference code's convergence
+    check intends.
+
+    Args:
+      model_fn: images -> logits [B, num_classes].
+      images: float32 [N, H, W, C] in [0, 1].
+      xi: radius of the lp ball, pixel units.
+      p: 2 or np.inf (see `norm_order`), the norm of the ball.
+      delta: stop once the fooling rate is >= 1 - delta, in [0, 1].
+      max_passes: passes over the images at most >= 1.
+      overshoot: DeepFool's overshoot.
+      max_iter_deepfool: DeepFool's max_iter.
+      num_classes: width of the logits.
+      seed: seed of the per-pass shuffles.
+      progress: optional callback, called once per pass with
+        {"pass", "fooling_rate", "images_per_s", "elapsed_s"}.
+      batch_size: images per model call when testing predictions.
+      num_candidates: DeepFool's candidate classes (default num_classes).
+      deepfool_norm: DeepFool's norm, "l2" (the paper's) or "linf".
+
+    Returns:
+      UniversalResult(perturbation [H, W, C], history with the fooling rate
+      after each pass, the passes done and the seconds taken).
+    """
+    images, xi, p, batch_size = _validate_universal(images, xi, p, batch_size)
+    if not 0.0 <= delta <= 1.0:
+        raise ValueError(f"delta must be in [0, 1], got {delta}.")
+    max_passes = check_positive_int(max_passes, "max_passes")
+    norm_order(deepfool_norm)
+    num_candidates = num_classes if num_candidates is None else num_candidates
+    clean_labels = predict_labels(model_fn, images, batch_size).numpy()
+
+    def update(v, index):
+        shifted = tf.clip_by_value(images[index : index + 1] + v, 0.0, 1.0)
+        result = deepfool(
+            model_fn,
+            shifted,
+            num_classes=num_classes,
+            num_candidates=num_candidates,
+            overshoot=overshoot,
+            max_iter=max_iter_deepfool,
+            norm=deepfool_norm,
+        )
+        if not bool(result.success[0]):
+            return v
+        return project_lp(v + result.perturbation[0], xi, p)
+
+    rng = np.random.default_rng(seed)
+    v = tf.zeros(images.shape[1:], tf.float32)
+    rates: list[float] = []
+    start = time.perf_counter()
+    while len(rates) < max_passes:
+        pass_start = time.perf_counter()
+        order = rng.permutation(images.shape[0])
+        v = _universal_pass(
+            model_fn, images, clean_labels, order, v, update, batch_size
+        )
+        rates.append(fooling_rate(model_fn, images, v, batch_size, clean_labels))
+        _report(progress, len(rates), rates[-1], images.shape[0], pass_start, start)
+        if rates[-1] >= 1.0 - delta:
+            break
+    return UniversalResult(v, _history(rates, start))
+
+
+def _report(progress, count, rate, num_images, pass_start, start):
+    if progress is None:
+        return
+    now = time.perf_counter()
+    progress(
+        {
+            "pass": count,
+            "fooling_rate": rate,
+            "images_per_s": num_images / max(now - pass_start, 1e-9),
+            "elapsed_s": now - start,
+        }
+    )
+
+
+@tf.function(reduce_retracing=True)
+def _sgd_universal_step(model_fn, v, images, labels, step_size, xi, linf, clamp):
+    with tf.GradientTape() as tape:
+        tape.watch(v)
+        loss = keras.losses.sparse_categorical_crossentropy(
+            labels, model_fn(tf.clip_by_value(images + v, 0.0, 1.0)), from_logits=True
+        )
+        if clamp is not None:
+            # Shafahi et al.'s clamped loss: images already fooled by a wide
+            # margin stop dominating the gradient.
+            loss = tf.minimum(loss, clamp)
+        loss = tf.reduce_mean(loss)
+    gradient = tape.gradient(loss, v)
+    if linf:
+        return tf.clip_by_value(v + step_size * tf.sign(gradient), -xi, xi)
+    step = gradient / tf.maximum(tf.norm(gradient), TINY)
+    return project(v + step_size * step, xi, 2.0, axis=None)
+
+
+def _step_schedule(first: float, last: float | None, total: int):
+    """Step sizes: constant, or a half cosine from `first` to `last`."""
+    for k in range(total):
+        if last is None:
+            yield first
+        else:
+            fraction = k / max(total - 1, 1)
+            yield last + 0.5 * (first - last) * (1.0 + np.cos(np.pi * fraction))
+
+
+def sgd_universal_perturbation(
+    model_fn: ModelFn,
+    images,
+    xi: float,
+    p,
+    step_size: float,
+    num_epochs: int,
+    batch_size: int,
+    seed: int,
+    progress: Progress | None = None,
+    labels=None,
+    loss_clamp: float | None = None,
+    final_step_size: float | None = None,
+) -> UniversalResult:
+    """Universal perturbation by mini-batch gradient ascent on v.
+
+    Shafahi, Najibi, Xu, Dickerson, Davis and Goldstein, "Universal
+    adversarial training", AAAI 2020 (Algorithm 1, without the model
+    update). For each mini-batch, v takes a step that increases the mean
+    cross-entropy of f(clip(x + v, 0, 1)) against the CLEAN predictions f(x)
+    (or against `labels`, the true classes, when given), then is projected
+    onto the lp ball of radius xi. L-inf steps are signed
+    (step_size * sign(g)); L2 steps are normalised (step_size * g / ||g||_2).
+
+    Args:
+      model_fn: images -> logits [B, K].
+      images: float32 [N, H, W, C] in [0, 1].
+      xi: radius of the lp ball, pixel units.
+      p: 2 or np.inf (see `norm_order`).
+      step_size: size of each step > 0, pixel units (L-inf) or L2 length.
+      num_epochs: passes over the shuffled images >= 1.
+      batch_size: images per step.
+      seed: seed of the per-epoch shuffles.
+      progress: optional callback, called once per epoch with
+        {"pass", "fooling_rate", "images_per_s", "elapsed_s"}.
+      labels: optional int [N] classes whose loss is raised; default the clean
+        predictions.
+      loss_clamp: optional beta of the paper's clamped loss min(CE, beta).
+      final_step_size: optional; if given, the step size decays from
+        `step_size` to this value over all steps on a cosine (half period);
+        by default it stays `step_size`.
+
+    Returns:
+      UniversalResult(perturbation [H, W, C], history with the fooling rate
+      (vs the clean predictions) after each epoch, the epochs done as
+      "passes" and the seconds taken).
+    """
+    images, xi, p, batch_size = _validate_universal(images, xi, p, batch_size)
+    if not np.isfinite(step_size) or step_size <= 0:
+        raise ValueError(f"step_size must be > 0, got {step_size}.")
+    num_epochs = check_positive_int(num_epochs, "num_epochs")
+    if loss_clamp is not None and not loss_clamp > 0:
+        raise ValueError(f"loss_clamp must be > 0 or None, got {loss_clamp}.")
+    clean_labels = predict_labels(model_fn, images, batch_size)
+    targets = clean_labels if labels is None else labels
+    targets = as_labels(targets, images.shape[0], "labels")
+    if final_step_size is not None and not 0 < final_step_size <= step_size:
+        raise ValueError(
+            f"final_step_size must be in (0, step_size={step_size}], "
+            f"got {final_step_size}."
+        )
+    clamp = None if loss_clamp is None else tf.constant(loss_clamp, tf.float32)
+    xi_tensor = tf.constant(xi, tf.float32)
+    steps_per_epoch = -(-images.shape[0] // batch_size)
+    step_sizes = _step_schedule(
+        step_size, final_step_size, num_epochs * steps_per_epoch
+    )
+    rng = np.random.default_rng(seed)
+    v = tf.zeros(images.shape[1:], tf.float32)
+    rates: list[float] = []
+    start = time.perf_counter()
+    for epoch in range(1, num_epochs + 1):
+        epoch_start = time.perf_counter()
+        order = rng.permutation(images.shape[0])
+        for first in range(0, len(order), batch_size):
+            index = order[first : first + batch_size]
+            v = _sgd_universal_step(
+                model_fn,
+                v,
+                tf.gather(images, index),
+                tf.gather(targets, index),
+                tf.constant(next(step_sizes), tf.float32),
+                xi_tensor,
+                p == np.inf,
+                clamp,
+            )
+        rates.append(fooling_rate(model_fn, images, v, batch_size, clean_labels))
+        _report(progress, epoch, rates[-1], images.shape[0], epoch_start, start)
+    return UniversalResult(v, _history(rates, start))

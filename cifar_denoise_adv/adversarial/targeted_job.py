@@ -1,0 +1,279 @@
+"""The targeted job: barely perceptible perturbations towards chosen classes.
+
+`run(config)` is what the `targeted` app and the study call: it picks test
+images and target classes, attacks a `classify` run's model with targeted
+FGSM or its iterative version, and measures and shows the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from cifar_denoise_adv.adversarial import attacks
+from cifar_denoise_adv.adversarial import classifier
+from cifar_denoise_adv.adversarial import figures
+from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import data
+from cifar_denoise_adv.core import metrics
+from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import summaries
+from cifar_denoise_adv.core.config import setting
+from cifar_denoise_adv.core.errors import UserError
+
+ATTACKS = ("fgsm", "iterative")
+TARGET_MODES = ("random", "least_likely", "given")
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetedConfig(classifier.AttackConfig):
+    """The attack and the choice of images and targets (the app's flags)."""
+
+    attack: str = setting("fgsm", "Targeted FGSM or iterative.", choices=ATTACKS)
+    epsilon: float = setting(
+        0.02, "L-inf budget.", unit=config_lib.PIXEL, low=0.0, low_open=True
+    )
+    step_size: float = setting(
+        0.005, "Iterative: step size.", unit=config_lib.PIXEL, low=0.0, low_open=True
+    )
+    num_steps: int = setting(10, "Iterative: steps.", low=1)
+    random_start: bool = setting(
+        False, "Iterative: start at a random point of the ball."
+    )
+    indices: tuple[int, ...] = setting(
+        (), "Test image indices to attack (default: random correct ones).", low=0
+    )
+    num_images: int = setting(
+        400, "Random correctly classified test images to attack.", low=1
+    )
+    target_mode: str = setting(
+        "random", "How targets are chosen.", choices=TARGET_MODES
+    )
+    targets: tuple[int, ...] = setting(
+        (),
+        "With --target_mode=given: one class id, or one per image.",
+        low=0,
+        high=data.NUM_CLASSES - 1,
+    )
+
+    def validate(self):
+        if self.target_mode == "given" and not self.targets:
+            raise UserError("--target_mode=given needs --targets (class ids).")
+
+
+def settings(config: TargetedConfig) -> dict:
+    """The attack's settings as recorded in metrics.json."""
+    common = {"norm": "linf", "epsilon": config.epsilon}
+    if config.attack == "fgsm":
+        return {
+            **common,
+            "algorithm": "targeted FGSM, one step: "
+            "x' = clip(x + eps * sign(grad_x(-CE(target, f(x)))), 0, 1)",
+        }
+    return {
+        **common,
+        "algorithm": "targeted iterative FGSM (I-FGSM/PGD): num_steps signed "
+        "steps of step_size descending CE(target), each projected onto the "
+        "L-inf ball of radius eps around x and onto [0, 1]",
+        "step_size": config.step_size,
+        "num_steps": config.num_steps,
+        "random_start": config.random_start,
+    }
+
+
+def choose_images(
+    config: TargetedConfig, predicted: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Test indices to attack: the given ones, or random correct ones."""
+    if config.indices:
+        indices = np.asarray(config.indices)
+        bad = indices[(indices < 0) | (indices >= len(labels))]
+        if bad.size:
+            raise UserError(
+                f"--indices: {bad.tolist()} outside the {len(labels)} test images."
+            )
+        return indices
+    correct = np.flatnonzero(predicted == labels)
+    if not correct.size:
+        raise UserError("the classifier gets no test image right.")
+    rng = np.random.default_rng(config.seed)
+    count = min(config.num_images, correct.size)
+    return np.sort(rng.choice(correct, size=count, replace=False))
+
+
+def choose_targets(
+    config: TargetedConfig, logits: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """One target class per image, never the true class."""
+    if config.target_mode == "given":
+        targets = np.asarray(config.targets)
+        if targets.size == 1:
+            targets = np.full(len(labels), targets[0])
+        if targets.size != len(labels):
+            raise UserError(
+                f"--targets: {targets.size} classes for {len(labels)} images; give "
+                "one for all, or one per image."
+            )
+    elif config.target_mode == "least_likely":
+        targets = logits.argmin(axis=1)
+    else:
+        rng = np.random.default_rng(config.seed + 1)
+        offsets = rng.integers(1, data.NUM_CLASSES, size=len(labels))
+        targets = (labels + offsets) % data.NUM_CLASSES
+    if np.any(targets == labels):
+        raise UserError("a target equals the image's true class; choose other targets.")
+    return targets.astype(np.int64)
+
+
+def attack(config: TargetedConfig, model_fn, images, targets) -> np.ndarray:
+    """The configured attack, in batches."""
+    adversarial = []
+    for start in range(0, len(images), config.batch_size):
+        x = tf.constant(images[start : start + config.batch_size])
+        t = tf.constant(targets[start : start + config.batch_size])
+        if config.attack == "fgsm":
+            x_adv = attacks.targeted_fgsm(model_fn, x, t, config.epsilon)
+        else:
+            x_adv = attacks.targeted_iterative(
+                model_fn,
+                x,
+                t,
+                config.epsilon,
+                step_size=config.step_size,
+                num_steps=config.num_steps,
+                random_start=config.random_start,
+                seed=config.seed + start,
+            )
+        adversarial.append(np.asarray(x_adv))
+    return np.concatenate(adversarial)
+
+
+def _summary(values: np.ndarray) -> dict:
+    finite = values[np.isfinite(values)]
+    mean, std = metrics.mean_and_std(finite) if finite.size else (None, None)
+    return {
+        "mean": mean,
+        "std": std,
+        "median": float(np.median(values)),
+        "max": float(np.max(values)),
+    }
+
+
+def run(config: TargetedConfig, log=lambda message: None) -> dict:
+    """Attacks the chosen test images; writes figures, tb/ and metrics.json.
+
+    Returns:
+      The record written to metrics.json.
+    """
+    start = time.time()
+    config = config_lib.resolve(config)
+    outputs.make_run_dir(config.run_dir)
+    outputs.write_flagfile(config, "targeted")
+    model = classifier.load_classifier(config.classifier)
+    all_images, all_labels = data.load_arrays("test", config.data_dir or None)
+    all_logits = model.predict(all_images, batch_size=256, verbose=0)
+    indices = choose_images(config, all_logits.argmax(1), all_labels)
+    images, labels, logits = (
+        all_images[indices],
+        all_labels[indices],
+        all_logits[indices],
+    )
+    targets = choose_targets(config, logits, labels)
+    log(f"{config.attack}: {len(indices)} test images, eps {config.epsilon}")
+    attack_start = time.perf_counter()
+    adversarial = attack(config, model, images, targets)
+    attack_seconds = time.perf_counter() - attack_start
+    logits_after = model.predict(adversarial, batch_size=256, verbose=0)
+    measured = _measure(images, adversarial, labels, targets, logits_after)
+    _figures(
+        config, indices, images, adversarial, labels, targets, logits, logits_after
+    )
+    record = outputs.write_record(
+        config,
+        "targeted",
+        {
+            "classifier": config.classifier,
+            "method": config.attack,
+            "settings": settings(config),
+            "images": len(indices),
+            "images_chosen": (
+                "given indices" if config.indices else "random correctly classified"
+            ),
+            "clean_accuracy_on_chosen": float(np.mean(logits.argmax(1) == labels)),
+            **measured,
+            "perturbation_figure_scale": _scale(config),
+            "attack_seconds": attack_seconds,
+            "attack_images_per_s": len(indices) / attack_seconds,
+            "indices": indices.tolist(),
+            "targets": targets.tolist(),
+            "predicted_after": logits_after.argmax(1).tolist(),
+        },
+        start,
+    )
+    log(
+        f"targeted success {100 * record['targeted_success_rate']:.1f}%, "
+        f"misclassified {100 * record['untargeted_misclassification_rate']:.1f}%, "
+        f"mean L2 {record['l2_norm']['mean']:.3f}, "
+        f"PSNR {record['psnr_perturbed_vs_original_db']['mean']:.1f} dB"
+    )
+    return record
+
+
+def _scale(config: TargetedConfig) -> float:
+    """The perturbation figures' magnification: eps maps to the range's edge."""
+    return 0.5 / config.epsilon
+
+
+def _measure(images, adversarial, labels, targets, logits_after) -> dict:
+    predicted = logits_after.argmax(1)
+    perturbation = adversarial - images
+    return {
+        "targeted_success_rate": attacks.targeted_success_rate(predicted, targets),
+        "untargeted_misclassification_rate": attacks.misclassification_rate(
+            predicted, labels
+        ),
+        "linf_norm": _summary(np.asarray(attacks.linf_norm(perturbation))),
+        "l2_norm": _summary(np.asarray(attacks.l2_norm(perturbation))),
+        "psnr_perturbed_vs_original_db": _summary(
+            metrics.psnr(images, adversarial).numpy()
+        ),
+    }
+
+
+def _figures(config, indices, images, adversarial, labels, targets, logits, after):
+    names = data.CLASS_NAMES
+    probabilities = tf.nn.softmax(logits).numpy()
+    probabilities_after = tf.nn.softmax(after).numpy()
+    psnr = metrics.psnr(images, adversarial).numpy()
+    count = min(config.num_examples, len(indices))
+    for i in range(count):
+        figure = figures.adversarial_example(
+            images[i],
+            adversarial[i],
+            probabilities[i],
+            probabilities_after[i],
+            names,
+            int(labels[i]),
+            int(targets[i]),
+            _scale(config),
+            title=(
+                f"test image {indices[i]}: {names[labels[i]]} -> target "
+                f"{names[targets[i]]}; {config.attack}, eps {config.epsilon:g}; now "
+                f"{names[after[i].argmax()]}; PSNR {psnr[i]:.1f} dB"
+            ),
+        )
+        outputs.save_figure(figure, os.path.join(config.run_dir, f"example_{i}.png"))
+    perturbation = plots.magnify(adversarial[:count] - images[:count], _scale(config))
+    summaries.write(
+        summaries.log_dir(config.run_dir),
+        images={
+            "original_perturbed_perturbation": summaries.side_by_side(
+                images[:count], adversarial[:count], perturbation
+            )
+        },
+    )

@@ -1,0 +1,1 @@
+"""What both studies share: data, run folders, configs and apps, training, plots."""

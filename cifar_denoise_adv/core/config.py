@@ -1,0 +1,278 @@
+"""Job settings: one frozen dataclass per job, the single source of truth.
+
+Each field of a job's config is one setting: its name is the flag's name,
+its default is the flag's default, and its help text, range and unit live in
+the field's metadata (`setting(...)`). The apps define their flags from the
+dataclass (`core.apps`), a run writes `flags.cfg` from the config it used
+(`flag_lines`), and replaying that file gives the same config back. Range
+checks run when a config is made, so the Python API and the apps refuse the
+same values with the same message.
+
+Pixel quantities (`unit=PIXEL`: noise levels, budgets, step sizes) are in
+[0, 1] pixel units; their flags also accept fractions such as `10/255`. A
+value above 1 is refused with a hint that it looks like 0-255 units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+
+from cifar_denoise_adv.core.errors import UserError
+
+PIXEL = "pixel"  # [0, 1] pixel units; flags accept a/b fractions
+ENV_DATA_DIR = "CIFAR10_DIR"
+
+
+def setting(
+    default,
+    help: str,  # noqa: A002 - the absl name
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    choices: tuple[str, ...] | None = None,
+    unit: str | None = None,
+    path: bool = False,
+    defines_result: bool = True,
+):
+    """A config field: default, help text and the range every value must meet.
+
+    Args:
+      default: the default value (also the flag's default).
+      help: one-line help, shown by `--help`.
+      low: smallest allowed value (inclusive unless `low_open`).
+      high: largest allowed value (inclusive).
+      low_open: `low` itself is refused (e.g. a learning rate > 0).
+      choices: the allowed strings.
+      unit: `PIXEL` for [0, 1] pixel units (fractions like 10/255 accepted;
+        values > 1 refused as 0-255 units).
+      path: a file or folder; made absolute by `resolve`.
+      defines_result: False for settings that do not change the result
+        (output folder, figures, verbosity); left out of `identity`.
+    """
+    return dataclasses.field(
+        default=default,
+        metadata={
+            "help": help,
+            "low": low,
+            "high": high,
+            "low_open": low_open,
+            "choices": choices,
+            "unit": unit,
+            "path": path,
+            "defines_result": defines_result,
+        },
+    )
+
+
+def parse_number(text: str, name: str) -> float:
+    """'10/255', '0.04' or '1e-3' as a float; UserError naming --name otherwise."""
+    try:
+        numerator, _, denominator = str(text).partition("/")
+        value = float(numerator) / (float(denominator) if denominator else 1.0)
+    except (ValueError, ZeroDivisionError):
+        raise UserError(
+            f"--{name}={text}: expected a number or a fraction such as 10/255."
+        ) from None
+    return value
+
+
+def check_pixel_value(value: float, name: str, *, allow_zero: bool = True) -> float:
+    """Checks a quantity in [0, 1] pixel units; returns it as a float.
+
+    Raises:
+      UserError (a ValueError): naming `name`, when the value is not finite,
+        negative (or zero when not allowed), or above 1, in which case the
+        message says it looks like 0-255 units and how to write it.
+    """
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise UserError(
+            f"--{name}={value:g}: expected a finite value {bound} in [0, 1] "
+            "pixel units."
+        )
+    if value > 1:
+        raise UserError(
+            f"--{name}={value:g}: expected [0, 1] pixel units; {value:g} looks like "
+            f"0-255 units: write {value:g}/255 (= {value / 255:.5g})."
+        )
+    return value
+
+
+def _range_text(meta: dict) -> str:
+    low, high = meta["low"], meta["high"]
+    parts = []
+    if low is not None:
+        parts.append(f"> {low:g}" if meta["low_open"] else f">= {low:g}")
+    if high is not None:
+        parts.append(f"<= {high:g}")
+    return " and ".join(parts)
+
+
+def _check_field(field: dataclasses.Field, value, hint) -> None:
+    meta, name = field.metadata, field.name
+    if value is None or "help" not in meta:
+        return
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise UserError(
+            f"--{name}={value}: expected one of {', '.join(meta['choices'])}."
+        )
+    if hint in (int, float) and isinstance(value, bool):
+        raise UserError(f"--{name}={value}: expected a number.")
+    if hint is int and int(value) != value:
+        raise UserError(f"--{name}={value}: expected a whole number.")
+    if meta["unit"] == PIXEL:
+        check_pixel_value(value, name, allow_zero=not meta["low_open"])
+    if hint in (int, float) or (isinstance(value, int | float) and hint is not bool):
+        low, high = meta["low"], meta["high"]
+        bad = (
+            not math.isfinite(float(value))
+            or (low is not None and (value <= low if meta["low_open"] else value < low))
+            or (high is not None and value > high)
+        )
+        if bad:
+            raise UserError(f"--{name}={value:g}: expected {_range_text(meta)}.")
+
+
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _base_type(hint):
+    """(kind, element type): kind is 'scalar', 'optional' or 'tuple'."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is tuple:
+        return "tuple", args[0]
+    if args and type(None) in args:
+        return "optional", next(a for a in args if a is not type(None))
+    return "scalar", hint
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of every job config: checks each field's range when made."""
+
+    def __post_init__(self):
+        hints = _hints(type(self))
+        for field in dataclasses.fields(self):
+            kind, element = _base_type(hints[field.name])
+            value = getattr(self, field.name)
+            if kind == "tuple":
+                for item in value:
+                    _check_field(field, item, element)
+            else:
+                _check_field(field, value, element)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks between fields; subclasses raise UserError naming the flags."""
+
+
+def fields(config_cls) -> list[tuple[dataclasses.Field, str, type]]:
+    """(field, kind, element type) of each setting of a config class."""
+    hints = _hints(config_cls)
+    return [(f, *_base_type(hints[f.name])) for f in dataclasses.fields(config_cls)]
+
+
+def identity(config: Config) -> dict:
+    """The settings that determine a run's result (not folders or figures)."""
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.metadata.get("defines_result", True)
+    }
+
+
+def resolve(config: Config) -> Config:
+    """The config with absolute paths, and data_dir from $CIFAR10_DIR if empty.
+
+    Idempotent; jobs call it first, so flags.cfg and metrics.json record
+    paths that replay from any folder.
+    """
+    changes = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name == "data_dir" and not value:
+            value = os.environ.get(ENV_DATA_DIR, "")
+        if field.metadata.get("path") and value:
+            value = os.path.abspath(os.path.expanduser(value))
+        if value != getattr(config, field.name):
+            changes[field.name] = value
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _serialize(value) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def flag_lines(config: Config) -> list[str]:
+    """The config as flag-file lines that replay it exactly (`--name=value`)."""
+    lines = []
+    for field, kind, _ in fields(type(config)):
+        value = getattr(config, field.name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            lines.append(f"--{'' if value else 'no'}{field.name}")
+        elif kind == "tuple":
+            lines.append(f"--{field.name}={','.join(_serialize(v) for v in value)}")
+        else:
+            lines.append(f"--{field.name}={_serialize(value)}")
+    return lines
+
+
+def from_values(config_cls, values: dict):
+    """A config from parsed flag values; list flags become tuples of numbers."""
+    converted = {}
+    for field, kind, element in fields(config_cls):
+        if field.name not in values:
+            continue
+        value = values[field.name]
+        if kind == "tuple":
+            value = () if value is None else value
+            items = value if isinstance(value, list | tuple) else str(value).split(",")
+            value = tuple(
+                _element(str(item).strip(), element, field.name)
+                for item in items
+                if str(item).strip()
+            )
+        converted[field.name] = value
+    return config_cls(**converted)
+
+
+def _element(text: str, element, name: str):
+    if element is float:
+        return parse_number(text, name)
+    if element is int:
+        number = parse_number(text, name)
+        if number != int(number):
+            raise UserError(f"--{name}={text}: expected whole numbers.")
+        return int(number)
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig(Config):
+    """Settings of every job: where it writes, what data it reads, its seed."""
+
+    run_dir: str = setting(
+        "",
+        "Folder for this run's outputs (created if missing).",
+        path=True,
+        defines_result=False,
+    )
+    data_dir: str = setting(
+        "",
+        "Local copy of CIFAR-10: the folder cifar-10-batches-py/ or "
+        "cifar-10-batches-bin/, a folder holding one, or an official .tar.gz "
+        f"archive. Empty: ${ENV_DATA_DIR} if set, else TFDS cifar10.",
+        path=True,
+    )
+    seed: int = setting(0, "Seed for shuffling, initialisation and noise.", low=0)

@@ -1,0 +1,1 @@
+"""The denoising study: noise and PSNR, the denoisers, their jobs."""

@@ -1,0 +1,143 @@
+"""Two or more finished denoising runs side by side, paired per image.
+
+`run(config)` is the `compare` app's job: it prints the table and, with a
+run_dir, writes comparison.md and comparison.json there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+
+from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core.config import setting
+from cifar_denoise_adv.core.errors import UserError
+from cifar_denoise_adv.denoising import noise
+from cifar_denoise_adv.denoising.denoise_job import PSNR_FILE
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig(config_lib.Config):
+    """The runs to compare (the `compare` app's flags)."""
+
+    runs: tuple[str, ...] = setting(
+        (), "Run folders of the denoise app, the first the baseline."
+    )
+    run_dir: str = setting(
+        "",
+        "If given: write comparison.md and comparison.json here.",
+        path=True,
+        defines_result=False,
+    )
+
+
+def run(config: CompareConfig, log=lambda message: None) -> dict:
+    """Compares the runs, logs the table, writes it when run_dir is given."""
+    comparison = compare_runs(list(config.runs))
+    table = comparison_markdown(comparison)
+    log(table)
+    if config.run_dir:
+        folder = outputs.make_run_dir(config.run_dir)
+        outputs.write_text(os.path.join(folder, "comparison.md"), table)
+        outputs.write_json(os.path.join(folder, "comparison.json"), comparison)
+    return comparison
+
+
+def compare_runs(run_dirs: list[str]) -> dict:
+    """Mean, std and paired per-image differences of finished denoising runs.
+
+    The first run is the baseline each other run is paired with (for
+    example ResNet vs plain). The runs must have evaluated the same test
+    images under the same noise (sigma and seed).
+
+    Returns:
+      {"runs": [...], "pairs": [...]} with, per pair, the mean paired
+      difference (other - first) and its standard error.
+    """
+    if len(run_dirs) < 2:
+        raise UserError("--runs: give at least two run folders to compare.")
+    loaded = []
+    for run_dir in run_dirs:
+        metrics_path = os.path.join(run_dir, "metrics.json")
+        psnr_path = os.path.join(run_dir, PSNR_FILE)
+        for path in (metrics_path, psnr_path):
+            if not os.path.isfile(path):
+                raise UserError(
+                    f"{path}: missing; expected a finished run of the denoise app."
+                )
+        metrics = outputs.read_json(metrics_path)
+        loaded.append((run_dir, metrics, np.load(psnr_path)["recovered"]))
+    base_dir, base_metrics, base_psnr = loaded[0]
+    rows, pairs = [], []
+    for run_dir, metrics, values in loaded:
+        key = ("sigma", "test_noise_seed")
+        if tuple(metrics.get(k) for k in key) != tuple(
+            base_metrics.get(k) for k in key
+        ):
+            raise UserError(
+                f"{run_dir}: evaluated with sigma/seed "
+                f"{[metrics.get(k) for k in key]}, but {base_dir} with "
+                f"{[base_metrics.get(k) for k in key]}; a paired comparison needs "
+                "the same noisy test images."
+            )
+        if len(values) != len(base_psnr):
+            raise UserError(
+                f"{run_dir}: {len(values)} test images, {base_dir}: {len(base_psnr)}."
+            )
+        mean, std = noise.mean_and_std(values)
+        rows.append(
+            {
+                "run": run_dir,
+                "model": metrics.get("model"),
+                "parameters": metrics.get("parameters"),
+                "epochs": metrics.get("epochs"),
+                "train_minutes": metrics.get("train_seconds_total", 0.0) / 60,
+                "mean": mean,
+                "std": std,
+                "images": len(values),
+            }
+        )
+    for run_dir, _, values in loaded[1:]:
+        difference = values - base_psnr
+        mean, std = noise.mean_and_std(difference)
+        pairs.append(
+            {
+                "run": run_dir,
+                "baseline": base_dir,
+                "mean_difference": mean,
+                "standard_error": float(
+                    difference.std(ddof=1) / math.sqrt(len(difference))
+                ),
+                "fraction_better": float(np.mean(difference > 0)),
+            }
+        )
+    return {"runs": rows, "pairs": pairs}
+
+
+def comparison_markdown(comparison: dict) -> str:
+    """The comparison as a markdown table."""
+    lines = [
+        "| run | model | params | epochs | train min | PSNR mean | PSNR std | images |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in comparison["runs"]:
+        lines.append(
+            f"| {row['run']} | {row['model']} | {row['parameters']:,} | "
+            f"{row['epochs']} | {row['train_minutes']:.1f} | {row['mean']:.3f} | "
+            f"{row['std']:.3f} | {row['images']} |"
+        )
+    lines += [
+        "",
+        "| run - baseline | paired mean difference (dB) | s.e. | share better |",
+    ]
+    lines.append("| --- | --- | --- | --- |")
+    for pair in comparison["pairs"]:
+        lines.append(
+            f"| {pair['run']} - {pair['baseline']} | {pair['mean_difference']:+.3f} | "
+            f"{pair['standard_error']:.3f} | {100 * pair['fraction_better']:.1f}% |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""The study that joins both: the plan of steps and the report."""

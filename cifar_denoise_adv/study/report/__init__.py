@@ -1,0 +1,32 @@
+"""The study report: report.md and a self-contained report.html.
+
+`load.load(study_dir)` reads what the study's runs left (study.json, each
+run's metrics.json, study_step.json and figures); `sections.blocks(study)`
+turns that into document blocks (headings, paragraphs, tables, figures),
+and `render.markdown` and `render.html` render the same blocks, so the two
+reports say the same thing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.study.report import load
+from cifar_denoise_adv.study.report import render
+from cifar_denoise_adv.study.report import sections
+
+
+def write(study_dir: str) -> dict:
+    """Writes study_dir/report.md and report.html; returns their paths."""
+    study = load.load(study_dir)
+    document = sections.blocks(study)
+    paths = {
+        "md": os.path.join(study_dir, "report.md"),
+        "html": os.path.join(study_dir, "report.html"),
+    }
+    outputs.write_text(paths["md"], render.markdown(document))
+    title = f"Study report ({time.strftime('%Y-%m-%d')})"
+    outputs.write_text(paths["html"], render.html(document, study_dir, title))
+    return paths
