@@ -12,9 +12,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from cifar_denoise_adv import outputs
-from cifar_denoise_adv import plots
-from cifar_denoise_adv import report
+from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.study.report import render
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_FLAGS = [
@@ -101,7 +101,7 @@ def test_every_figure_of_the_report_loads_in_chromium(tmp_path):
         *[("figure", name, name) for name in _figures(study_dir)],
         ("figure", "absent.png", "a figure that was not written"),
     ]
-    page = report.html(document, str(study_dir))
+    page = render.html(document, str(study_dir))
     assert _loaded_images(browser, page, tmp_path, "report") == (3, 3)
 
     # The probe tells a broken image from a good one.

@@ -1,3 +1,5 @@
+"""The denoise app, its export, resume, init_from; denoise_image; compare."""
+
 import json
 import os
 import subprocess
@@ -8,24 +10,29 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl.testing import flagsaver
 
 from cifar_denoise_adv import compare
 from cifar_denoise_adv import denoise
 from cifar_denoise_adv import denoise_image
-from cifar_denoise_adv import denoise_job
-from cifar_denoise_adv import inference
-from cifar_denoise_adv import outputs
-from cifar_denoise_adv import training
+from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import summaries
+from cifar_denoise_adv.core import training
+from cifar_denoise_adv.core.errors import UserError
+from cifar_denoise_adv.denoising import compare as compare_lib
+from cifar_denoise_adv.denoising import denoise_job
+from cifar_denoise_adv.denoising import inference
 
 TINY = dict(num_blocks=1, filters=4, downscale=2, batch_size=8, num_examples=6)
+
+
+def _argv(app, **settings):
+    return [app] + [f"--{name}={value}" for name, value in settings.items()]
 
 
 def _run_app(data_dir, run_dir, **overrides):
     settings = dict(TINY, data_dir=data_dir, run_dir=str(run_dir), epochs=1)
     settings.update(overrides)
-    with flagsaver.flagsaver(**settings):
-        denoise.main(["denoise"])
+    denoise.APP.job(denoise.APP.parse(_argv("denoise", **settings)), log=print)
     return json.loads((run_dir / "metrics.json").read_text())
 
 
@@ -85,7 +92,7 @@ def test_resume_after_an_interrupted_run(finished_run, tmp_path, monkeypatch):
         raise KeyboardInterrupt("killed")
 
     with monkeypatch.context() as patch:
-        patch.setattr(training.ImageGrids, "on_epoch_end", crash_after_first_epoch)
+        patch.setattr(summaries.ImageGrids, "on_epoch_end", crash_after_first_epoch)
         with pytest.raises(KeyboardInterrupt):
             _run_app(data_dir, run_dir, epochs=3)
     assert training.completed_epochs(str(run_dir)) == 1
@@ -106,7 +113,7 @@ def test_resume_after_an_interrupted_run(finished_run, tmp_path, monkeypatch):
     )
 
 
-def test_denoise_image_on_a_50x40_png_and_a_folder(finished_run, tmp_path, capsys):
+def test_denoise_image_on_a_50x40_png_and_a_folder(finished_run, tmp_path):
     _, run_dir, _ = finished_run
     rng = np.random.default_rng(0)
     folder = tmp_path / "in"
@@ -115,33 +122,34 @@ def test_denoise_image_on_a_50x40_png_and_a_folder(finished_run, tmp_path, capsy
     gray = tf.io.encode_png(np.zeros((8, 8, 1), np.uint8)).numpy()
     (folder / "gray.png").write_bytes(gray)
     (folder / "broken.jpg").write_bytes(b"not an image")
+    app = denoise_image.APP
 
-    with flagsaver.flagsaver(
-        model=str(run_dir),
-        input=str(folder / "a.png"),
-        output=str(tmp_path / "a_out.png"),
-    ):
-        assert denoise_image.main(["denoise_image"]) == 0
+    def run(**settings):
+        logged = []
+        record = app.job(app.parse(_argv("denoise_image", **settings)), logged.append)
+        return app.exit_status(record), "\n".join(logged)
+
+    status, _ = run(
+        model=run_dir, input=folder / "a.png", output=tmp_path / "a_out.png"
+    )
+    assert status == 0
     assert inference.read_rgb_image(str(tmp_path / "a_out.png")).shape == (50, 40, 3)
 
-    with flagsaver.flagsaver(
-        model=str(run_dir / "model.keras"),
-        input=str(folder),
-        output=str(tmp_path / "out"),
-    ):
-        assert denoise_image.main(["denoise_image"]) == 1
+    status, logged = run(
+        model=run_dir / "model.keras", input=folder, output=tmp_path / "out"
+    )
+    assert status == 1
     assert os.listdir(tmp_path / "out") == ["a.png"]
-    errors = capsys.readouterr().err
-    assert "gray.png: a grayscale image; expected RGB" in errors
-    assert "broken.jpg: cannot read it" in errors
+    assert "gray.png: a grayscale image; expected RGB" in logged
+    assert "broken.jpg: cannot read it" in logged
 
-    with pytest.raises(outputs.UserError, match="--model"):
+    with pytest.raises(UserError, match="--model"):
         inference.load_denoiser(str(tmp_path))
-    with pytest.raises(outputs.UserError, match="--input"):
+    with pytest.raises(UserError, match="--input"):
         inference.denoise_files(lambda x: x, str(tmp_path / "nope"), str(tmp_path))
 
 
-def test_compare_pairs_two_runs(finished_run, tmp_path, capsys):
+def test_compare_pairs_two_runs(finished_run, tmp_path):
     _, run_dir, metrics = finished_run
     other = tmp_path / "other"
     other.mkdir()
@@ -152,20 +160,22 @@ def test_compare_pairs_two_runs(finished_run, tmp_path, capsys):
         noisy=per_image["noisy"],
     )
     outputs.write_json(str(other / "metrics.json"), {**metrics, "model": "other"})
-    with flagsaver.flagsaver(
-        runs=[str(run_dir), str(other)], run_dir=str(tmp_path / "c")
-    ):
-        compare.main(["compare"])
+    logged = []
+    config = compare.APP.parse(
+        ["compare", f"--runs={run_dir},{other}", f"--run_dir={tmp_path / 'c'}"]
+    )
+    compare.APP.job(config, log=logged.append)
     result = json.loads((tmp_path / "c" / "comparison.json").read_text())
     pair = result["pairs"][0]
     assert pair["mean_difference"] == pytest.approx(2.0)
     assert pair["standard_error"] == pytest.approx(np.std([1, 2, 3, 2], ddof=1) / 2)
     assert pair["fraction_better"] == 1.0
-    assert "paired mean difference" in capsys.readouterr().out
+    assert "paired mean difference" in "\n".join(logged)
+    assert (tmp_path / "c" / "comparison.md").read_text() == logged[0]
 
     outputs.write_json(str(other / "metrics.json"), {**metrics, "sigma": 0.2})
-    with pytest.raises(outputs.UserError, match="same noisy test images"):
-        denoise_job.compare_runs([str(run_dir), str(other)])
+    with pytest.raises(UserError, match="same noisy test images"):
+        compare_lib.compare_runs([str(run_dir), str(other)])
 
 
 def test_mirrored_strategy_over_two_logical_cpus(finished_run, tmp_path):
@@ -177,17 +187,16 @@ def test_mirrored_strategy_over_two_logical_cpus(finished_run, tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from cifar_denoise_adv import denoise_job
+        from cifar_denoise_adv.denoising import denoise_job
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
-        from cifar_denoise_adv import training
+        from cifar_denoise_adv.core import training
         training.make_strategy = lambda name: strategy
         config = denoise_job.DenoiseConfig(
             num_blocks=1, filters=4, downscale=2, batch_size=8, epochs=1,
-            strategy="mirrored")
-        metrics = denoise_job.run(
-            config, run_dir={str(tmp_path / "run")!r}, data_dir={data_dir!r},
-            verbose=0)
+            strategy="mirrored", run_dir={str(tmp_path / "run")!r},
+            data_dir={data_dir!r})
+        metrics = denoise_job.run(config, verbose=0)
         print("replicas", strategy.num_replicas_in_sync, metrics["psnr_db"])
         """
     )
@@ -210,5 +219,5 @@ def test_init_from_starts_with_the_other_runs_weights(finished_run, tmp_path):
     )
     assert metrics["initialised_from"]["epochs"] == 1
     other_arch = dict(num_blocks=2)
-    with pytest.raises(outputs.UserError, match="does not match"):
+    with pytest.raises(UserError, match="does not match"):
         _run_app(data_dir, tmp_path / "third", init_from=str(run_dir), **other_arch)

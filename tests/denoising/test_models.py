@@ -1,9 +1,11 @@
+"""The denoiser: fully convolutional, ResNet and plain variants, serialization."""
+
 import keras
 import numpy as np
 import pytest
 from keras import layers
 
-from cifar_denoise_adv import models
+from cifar_denoise_adv.denoising import models
 
 
 @pytest.mark.parametrize("downscale", [1, 2])

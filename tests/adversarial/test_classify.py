@@ -1,0 +1,91 @@
+"""The classifier: its builder, its loss, and the classify app's outputs."""
+
+import json
+
+import numpy as np
+import pytest
+from keras import layers
+
+from cifar_denoise_adv import classify
+from cifar_denoise_adv.adversarial import classifier
+from cifar_denoise_adv.core import data
+from cifar_denoise_adv.core.errors import UserError
+
+
+def test_classifier_outputs_logits_for_pixel_images():
+    model = classifier.build_classifier(width=4)
+    images = np.random.default_rng(0).uniform(size=(3, 32, 32, 3)).astype(np.float32)
+    logits = model(images)
+    assert logits.shape == (3, 10)
+    assert model.layers[-1].get_config().get("activation") == "linear"
+    assert any(isinstance(layer, layers.Normalization) for layer in model.layers)
+
+
+def test_classifier_bad_arguments():
+    with pytest.raises(ValueError, match="width"):
+        classifier.build_classifier(width=0)
+
+
+def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
+    run_dir = tmp_path / "run"
+    config = classify.APP.parse(
+        [
+            "classify",
+            f"--data_dir={tiny_cifar}",
+            f"--run_dir={run_dir}",
+            "--width=4",
+            "--epochs=2",
+            "--batch_size=8",
+            # The rate the old shared flag gave: 0.1 diverges on 20 images.
+            "--learning_rate=1e-3",
+            "--warmup_epochs=0.5",
+            "--label_smoothing=0.1",
+            "--cutout=8",
+        ]
+    )
+    classify.APP.job(config, log=lambda message: None)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for name in (
+        "flags.cfg",
+        "confusion_matrix.png",
+        "predictions.npz",
+        "model.keras",
+        "saved_model/saved_model.pb",
+    ):
+        assert (run_dir / name).exists(), name
+    assert metrics["images"] == {"train": 20, "test": 4}
+    assert set(metrics["per_class_accuracy"]) >= {"airplane", "truck"}
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 4
+    assert np.trace(matrix) / 4 == pytest.approx(metrics["test_accuracy"])
+    # The accuracy, the matrix and the stored predictions tell one story.
+    predictions = np.load(run_dir / "predictions.npz")
+    assert predictions["logits"].shape == (4, 10)
+    _, labels = data.read_local_arrays(tiny_cifar, "test")
+    np.testing.assert_array_equal(predictions["labels"], labels)
+    predicted = predictions["logits"].argmax(axis=1)
+    assert np.mean(predicted == labels) == pytest.approx(metrics["test_accuracy"])
+    expected_matrix = np.zeros((10, 10), np.int64)
+    np.add.at(expected_matrix, (labels, predicted), 1)
+    np.testing.assert_array_equal(matrix, expected_matrix)
+    for index, name in enumerate(data.CLASS_NAMES):
+        row = matrix[index].sum()
+        expected = matrix[index, index] / row if row else 0.0
+        assert metrics["per_class_accuracy"][name] == pytest.approx(expected), name
+    assert len(metrics["history"]["val_accuracy"]) == 2
+    assert metrics["saved_model_max_abs_difference"] < 1e-4
+    assert classifier.load_classifier(str(run_dir)).name == "resnet9_classifier"
+    with pytest.raises(UserError, match="--classifier"):
+        classifier.load_classifier(str(tmp_path))
+
+
+def test_smoothed_crossentropy_matches_the_definition():
+    logits = np.array([[2.0, 0.0, -1.0]], np.float32)
+    loss = classifier.SparseSmoothedCrossentropy(0.3, num_classes=3)
+    log_p = logits - np.log(np.exp(logits).sum())
+    target = np.array([0.8, 0.1, 0.1])  # 0.7 on the label + 0.3 spread over 3
+    assert float(loss(np.array([0]), logits)) == pytest.approx(
+        -(target * log_p).sum(), 1e-5
+    )
+    plain = classifier.SparseSmoothedCrossentropy(0.0, num_classes=3)
+    assert float(plain(np.array([0]), logits)) == pytest.approx(-log_p[0, 0], 1e-5)

@@ -1,0 +1,144 @@
+"""Figures of the adversarial study: an attacked image, the fooling-rate sweep."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgba
+
+from cifar_denoise_adv.adversarial import figures
+
+NAMES = [f"class{i}" for i in range(10)]
+RED = to_rgba("tab:red")
+GREY = to_rgba("tab:gray")
+
+
+def _bar_colors(axis):
+    """{class name: bar colour}, the top bar first."""
+    labels = [t.get_text() for t in axis.get_yticklabels()]
+    colors = [patch.get_facecolor() for patch in axis.patches]
+    return dict(reversed(list(zip(labels, colors, strict=True))))
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _probabilities(top):
+    """The given classes' probabilities, the rest shared smaller and distinct."""
+    rest = [c for c in range(10) if c not in top]
+    weights = np.arange(1, len(rest) + 1, dtype=float)
+    p = np.zeros(10)
+    p[rest] = (1 - sum(top.values())) * weights / weights.sum()
+    for c, value in top.items():
+        p[c] = value
+    return p
+
+
+def _example(**overrides):
+    rng = np.random.default_rng(0)
+    original = rng.uniform(size=(8, 8, 3))
+    arguments = dict(
+        original=original,
+        adversarial=np.clip(original + 0.02, 0, 1),
+        probabilities_before=_probabilities({3: 0.55, 7: 0.15, 2: 0.1}),
+        probabilities_after=_probabilities({5: 0.5, 3: 0.2, 1: 0.1}),
+        class_names=NAMES,
+        true_label=3,
+        target_label=5,
+        scale=25.0,
+        title="attacked",
+    )
+    arguments.update(overrides)
+    return figures.adversarial_example(**arguments)
+
+
+def test_adversarial_example_has_three_images_and_two_bar_charts():
+    figure = _example()
+    assert len(figure.axes) == 5
+    titles = [axis.get_title() for axis in figure.axes]
+    assert titles == [
+        "original: class3",
+        "perturbed",
+        "perturbation x25 + 0.5",
+        "before (top 3)",
+        "after (top 3)",
+    ]
+    assert figure.get_suptitle() == "attacked"
+    assert all(axis.get_images() for axis in figure.axes[:3])
+    before, after = figure.axes[3], figure.axes[4]
+    assert len(before.patches) == 3 and len(after.patches) == 3
+    # The most likely class on top, the target in red.
+    assert _bar_colors(after) == {"class5": RED, "class3": GREY, "class1": GREY}
+    assert list(_bar_colors(after)) == ["class5", "class3", "class1"]
+    # Before: the target is not in the top 3, so no bar is red.
+    assert _bar_colors(before) == {"class3": GREY, "class7": GREY, "class2": GREY}
+
+
+def test_untargeted_example_highlights_the_true_class():
+    figure = _example(target_label=None)
+    assert _bar_colors(figure.axes[3]) == {
+        "class3": RED,
+        "class7": GREY,
+        "class2": GREY,
+    }
+    assert _bar_colors(figure.axes[4]) == {
+        "class5": GREY,
+        "class3": RED,
+        "class1": GREY,
+    }
+
+
+def test_adversarial_example_refuses_bad_input():
+    with pytest.raises(ValueError):  # images of different shapes
+        _example(adversarial=np.zeros((4, 4, 3)))
+    with pytest.raises(IndexError):  # a class the names do not have
+        _example(true_label=12)
+
+
+def _sweep():
+    return {
+        "xi": [2 / 255, 4 / 255, 8 / 255],
+        "norm": "linf",
+        "level": 0.6517,
+        "deepfool": {"train": [0.1, 0.5, 0.9], "test": [0.1, 0.4, 0.8]},
+        "sgd": {"train": [0.2, 0.6, 0.95], "test": [0.2, 0.5, 0.9]},
+        "random": {"train": [0.0, 0.0, 0.1], "test": [0.0, 0.05, 0.1]},
+    }
+
+
+def test_fooling_sweep_draws_each_method_and_split_and_the_level():
+    figure = figures.fooling_sweep(_sweep())
+    (axis,) = figure.axes
+    labels = [line.get_label() for line in axis.get_lines()]
+    assert labels == [
+        "deepfool (train)",
+        "deepfool (test)",
+        "sgd (train)",
+        "sgd (test)",
+        "random (train)",
+        "random (test)",
+        "65.17% (reference rate)",
+    ]
+    sgd_train = axis.get_lines()[2]
+    np.testing.assert_allclose(sgd_train.get_xdata(), [2, 4, 8])
+    np.testing.assert_allclose(sgd_train.get_ydata(), [20, 60, 95])
+    assert axis.get_ylim() == (0, 100)
+    assert axis.get_xlabel() == "xi x 255 (linf radius)"
+
+
+def test_fooling_sweep_without_a_method_or_level_leaves_them_out():
+    results = _sweep()
+    del results["deepfool"], results["level"]
+    (axis,) = figures.fooling_sweep(results).axes
+    assert len(axis.get_lines()) == 4
+
+
+def test_fooling_sweep_refuses_bad_input():
+    results = _sweep()
+    results["sgd"]["train"] = [0.1]  # one rate for three budgets
+    with pytest.raises(ValueError):
+        figures.fooling_sweep(results)
+    with pytest.raises(KeyError):
+        figures.fooling_sweep({"sgd": _sweep()["sgd"]})  # no xi

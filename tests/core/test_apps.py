@@ -1,0 +1,53 @@
+"""Apps parse into a fresh flag registry; flag files nest relative to each other."""
+
+import pytest
+from absl import flags
+
+from cifar_denoise_adv import denoise
+from cifar_denoise_adv import noise
+from cifar_denoise_adv.core import apps
+from cifar_denoise_adv.core.errors import UserError
+
+
+def test_parsing_defines_no_global_flag():
+    noise.APP.parse(["noise", "--sigma=0.2"])
+    assert "sigma" not in flags.FLAGS and "target_psnr" not in flags.FLAGS
+
+
+def test_nested_flag_files_resolve_relative_to_the_including_file(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "top.cfg").write_text("# app: denoise.\n--flagfile=sub/mid.cfg\n")
+    (tmp_path / "sub" / "mid.cfg").write_text(
+        "--flagfile=base.cfg\n--epochs=4\n// a comment\n"
+    )
+    (tmp_path / "sub" / "base.cfg").write_text("--epochs=2\n--filters=8\n")
+    monkeypatch.chdir(tmp_path / "sub")  # not the top file's folder
+    config = denoise.APP.parse(["prog", f"--flagfile={tmp_path / 'top.cfg'}"])
+    assert (config.epochs, config.filters) == (4, 8)  # the later line wins
+    assert apps.expand_flagfiles([f"--flagfile={tmp_path / 'top.cfg'}", "--x"]) == [
+        "--epochs=2",
+        "--filters=8",
+        "--epochs=4",
+        "--x",
+    ]
+
+
+def test_a_flag_file_including_itself_is_refused(tmp_path):
+    loop = tmp_path / "loop.cfg"
+    loop.write_text("--flagfile=loop.cfg\n")
+    with pytest.raises(UserError, match="includes itself"):
+        noise.APP.parse(["prog", f"--flagfile={loop}"])
+
+
+def test_parse_flagfile_puts_the_overrides_on_top(tmp_path):
+    path = tmp_path / "run.cfg"
+    path.write_text("--epochs=5\n--arch=plain\n")
+    config = denoise.APP.parse_flagfile(str(path), {"epochs": 2, "run_dir": "r"})
+    assert (config.epochs, config.arch, config.run_dir) == (2, "plain", "r")
+
+
+def test_an_installed_flag_file_is_found_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert noise.APP.parse(["prog", "--flagfile=noise.cfg"]).target_psnr == 20.0

@@ -1,0 +1,239 @@
+"""The study report: its formatters, sections and reference notes, with literal text."""
+
+from cifar_denoise_adv.study.report import adversarial_sections
+from cifar_denoise_adv.study.report import references
+from cifar_denoise_adv.study.report import render
+from cifar_denoise_adv.study.report import sections
+from cifar_denoise_adv.study.report import text
+
+
+def test_formatters():
+    assert text.db({"mean": 28.43, "std": 1.27}) == "28.430 ± 1.270 dB"
+    assert text.db({"mean": None}) == "n/a" and text.db(None) == "n/a"
+    assert text.percent(0.6517) == "65.17%"
+    assert text.percent(1.0) == "100.00%" and text.percent(None) == "n/a"
+    assert text.sizes({"train": 5085, "test": 768}) == "5085 train / 768 test"
+    assert text.sizes(400) == "400"
+    assert text.minutes(90.0) == "1.5" and text.minutes(None) == "n/a"
+
+
+def test_reference_notes_agree_or_say_why():
+    noise_metrics = {
+        "psnr_xy_db": {
+            "test": {
+                "clipped": {"mean": 20.33, "std": 0.35},
+                "unclipped": {"mean": 19.999, "std": 0.108},
+            }
+        },
+        "sigma_used": 0.1,
+        "images": {"train": 50000, "test": 10000},
+    }
+    assert references.noise_reference_note(noise_metrics, clipped=False).startswith(
+        "agrees"
+    )
+    assert references.noise_reference_note(noise_metrics, clipped=True).startswith(
+        "clipping:"
+    )
+    config = {
+        "arch": "resnet",
+        "num_blocks": 8,
+        "filters": 64,
+        "downscale": 1,
+        "epochs": 100,
+        "learning_rate": 1e-3,
+        "warmup_epochs": 0.5,
+        "clipnorm": 1.0,
+        "batch_size": 64,
+        "augment": True,
+        "seed": 0,
+    }
+    denoiser = {
+        "config": config,
+        "images": {"train": 50000, "test": 10000},
+        "sigma": 0.1,
+        "psnr_db": {"recovered": {"mean": 28.40}, "noisy": {"mean": 19.99}},
+        "parameters": 10,
+        "test_noise_seed": 1,
+        "initialised_from": {"run": "/r/a", "epochs": 28, "train_seconds": 1800},
+    }
+    assert references.denoiser_reference_note("resnet", denoiser).startswith("agrees")
+    denoiser["config"] = dict(config, epochs=28)
+    denoiser["psnr_db"]["recovered"]["mean"] = 27.9
+    assert "budget: 8 blocks x 64" in references.denoiser_reference_note(
+        "resnet", denoiser
+    )
+    assert "(--init_from: 28 earlier epochs, 30.0 min)" in (
+        sections.denoiser_settings(denoiser)
+    )
+    universal = {
+        "method": "deepfool",
+        "settings": {"norm": "linf", "xi_times_255": 10.0},
+        "images": {"train": 50000, "test": 10000},
+        "fooling_rate_train": 0.66,
+        "fooling_rate_test": 0.80,
+    }
+    # The reference's 65.17% is a training-set rate: the note compares it
+    # with ours on the training images, not with the test-set rate.
+    assert references.universal_reference_note(universal, None).startswith("agrees")
+    universal["fooling_rate_train"] = 0.40
+    assert "budget: linf xi = 10/255" in references.universal_reference_note(
+        universal, None
+    )
+
+
+def test_sweep_table_and_minutes_count_reused_runs():
+    sweep = {
+        "xi": [2 / 255, 8 / 255],
+        "norm": "linf",
+        "level": 0.6517,
+        "deepfool": {
+            "train": [0.0, 0.5],
+            "test": [0.1, 0.6],
+            "seconds": [120.0, 60.0],
+            "xi_reaching_level_train": None,
+        },
+        "sgd": {
+            "train": [0.2, 0.9],
+            "test": [0.3, 0.8],
+            "seconds": [30.0, 30.0],
+            "xi_reaching_level_train": 6 / 255,
+        },
+        "random": {"train": [0.0, 0.01], "test": [0.02, 0.1]},
+    }
+    kind, header, rows = adversarial_sections.sweep_table(sweep)
+    assert kind == "table" and header == ["linf xi x 255", "2", "8"]
+    assert ["sgd, train", "20.00%", "90.00%"] in rows
+    assert ["random noise, test", "2.00%", "10.00%"] in rows
+    assert ["deepfool, minutes", "2.0", "1.0"] in rows
+    # The runs table counts the sweep's reused runs (sweep.json's
+    # compute_seconds: 240 s), not the few seconds its last invocation took.
+    sweep["compute_seconds"] = 240.0
+    study = {
+        "steps": [
+            {
+                "step": "universal_sweep",
+                "app": "universal",
+                "flagfile": "f.cfg",
+                "status": "skipped",
+            }
+        ],
+        "by_step": {"universal_sweep": {"record": {"seconds": 3.0}, "metrics": sweep}},
+        "invocation_seconds": 3.0,
+    }
+    _, (_, _, rows), (_, items) = sections.details_section(study)
+    assert rows[0][0] == "universal_sweep" and rows[0][-1] == "4.0"
+    assert "Total minutes of the steps (their last runs): 4.0; " in " ".join(items)
+    text = adversarial_sections.sweep_budgets(sweep)
+    assert "deepfool not within xi <= 8/255" in text and "sgd at xi = 6.00/255" in text
+    sweep["images"] = {"train": 1000, "test": 768}
+    assert adversarial_sections.sweep_budgets(sweep).startswith(
+        "Sweep (v computed on 1000 training images; rates also on 768 test images):"
+    )
+
+
+def _steps():
+    """Metrics of a study with a noise step, a classifier and two attacks."""
+    return {
+        "noise": {
+            "metrics": {
+                "images": {"train": 5085, "test": 768},
+                "sigma_used": 0.1,
+                "psnr_xy_db": {
+                    "test": {
+                        "clipped": {"mean": 20.33, "std": 0.35},
+                        "unclipped": {"mean": 19.999, "std": 0.108},
+                    }
+                },
+            }
+        },
+        "classifier": {
+            "metrics": {
+                "images": {"train": 5085, "test": 768},
+                "test_accuracy": 0.763,
+                "epochs": 80,
+            }
+        },
+        "fgsm": {
+            "metrics": {
+                "method": "fgsm",
+                "settings": {"epsilon": 0.02},
+                "images": 400,
+                "targeted_success_rate": 0.4125,
+            }
+        },
+        "universal_deepfool": {
+            "metrics": {
+                "method": "deepfool",
+                "settings": {"norm": "linf", "xi_times_255": 10.0},
+                "images": {"train": 2000, "test": 768},
+                "fooling_rate_train": 0.6,
+                "fooling_rate_test": 0.55,
+            }
+        },
+    }
+
+
+def test_headline_rows_in_literal_text():
+    (_, heading), (kind, header, rows) = sections.headline(_steps(), {})
+    assert (heading, kind) == ("Headline", "table")
+    assert header == [
+        "quantity",
+        "this study",
+        "reference (original study)",
+        "why they differ",
+    ]
+    assert rows == [
+        [
+            "noisy PSNR(x, y), sigma 0.1, clipped, 768 test images",
+            "20.330 ± 0.350 dB",
+            "19.997 ± 0.110 dB",
+            "clipping: y is clipped to [0, 1], which removes noise at dark and "
+            "bright pixels and raises the PSNR; the reference matches our "
+            "unclipped figure (19.999 dB); data size: 768 test images "
+            "(reference: full CIFAR-10, 50000 / 10000)",
+        ],
+        [
+            "noisy PSNR(x, y), sigma 0.1, unclipped, 768 test images",
+            "19.999 ± 0.108 dB",
+            "19.997 ± 0.110 dB",
+            "agrees (within 0.05)",
+        ],
+        ["classifier test accuracy, 768 images", "76.30%", "not reported", ""],
+        ["targeted fgsm success, eps 0.02, 400 images", "41.25%", "not reported", ""],
+        [
+            "universal (deepfool) fooling rate on the 2000 training images v was "
+            "computed on (on 768 unseen test images)",
+            "60.00% (55.00%)",
+            "65.17% (training set)",
+            "budget: linf xi = 10/255 (the reference's xi is not recorded here; "
+            "the rate grows with xi); classifier: ours has 76.30% test accuracy, "
+            "trained 80 epochs on 5085 images; data size: 2000 train / 768 test "
+            "images (reference: full CIFAR-10, 50000 / 10000)",
+        ],
+    ]
+
+
+def test_markdown_rendering_in_literal_text():
+    document = [
+        ("h2", "Title"),
+        ("p", "x | y"),
+        ("list", ["one", "two"]),
+        ("table", ["a", "b"], [["1", "2|3"]]),
+        ("figure", "step/f.png", "caption"),
+    ]
+    assert render.markdown(document) == (
+        "## Title\n\nx | y\n\n- one\n- two\n\n| a | b |\n| --- | --- |\n"
+        "| 1 | 2\\|3 |\n\n![caption](step/f.png)\n\n*caption*\n"
+    )
+
+
+def test_html_escapes_text_and_marks_missing_figures(tmp_path):
+    page = render.html(
+        [("p", "a < b & c"), ("figure", "none.png", "cap"), ("table", ["h"], [["1%"]])],
+        str(tmp_path),
+        title="T <1>",
+    )
+    assert "<p>a &lt; b &amp; c</p>" in page
+    assert '<p class="missing">figure missing: none.png</p>' in page
+    assert '<td class="number">1%</td>' in page
+    assert "<title>T &lt;1&gt;</title>" in page
