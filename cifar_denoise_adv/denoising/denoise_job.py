@@ -91,20 +91,13 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
         f"{model.name}: {model.count_params():,} parameters, {setup.num_train} "
         f"train images, {setup.steps_per_epoch} steps/epoch, {config.epochs} epochs"
     )
-    grids = summaries.ImageGrids(
-        summaries.log_dir(config.run_dir, "images"),
-        test.noisy[:4],
-        test.clean[:4],
-        "noisy_recovered_clean",
-        transform=lambda x: np.clip(x, 0.0, 1.0),
-    )
     fit = training.fit_resumable(
         model,
         train,
         test.batches,
         epochs=config.epochs,
         run_dir=config.run_dir,
-        callbacks=[grids],
+        callbacks=[_image_grids(config, test)],
         verbose=verbose,
     )
     export_error = training.finish_training(model, config.run_dir, test.noisy[:8])
@@ -131,13 +124,27 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
         },
         start,
     )
-    stats = evaluation["stats"]
-    log(
+    log(_summary_line(evaluation["stats"], len(test.noisy)))
+    return record
+
+
+def _image_grids(config: DenoiseConfig, test: _TestSet) -> summaries.ImageGrids:
+    """Noisy | recovered | clean of 4 test images in TensorBoard each epoch."""
+    return summaries.ImageGrids(
+        summaries.log_dir(config.run_dir, "images"),
+        test.noisy[:4],
+        test.clean[:4],
+        "noisy_recovered_clean",
+        transform=lambda x: np.clip(x, 0.0, 1.0),
+    )
+
+
+def _summary_line(stats: dict, count: int) -> str:
+    return (
         f"recovered PSNR {stats['recovered']['mean']:.3f} +- "
         f"{stats['recovered']['std']:.3f} dB (noisy {stats['noisy']['mean']:.3f} +- "
-        f"{stats['noisy']['std']:.3f}) over {len(test.noisy)} test images"
+        f"{stats['noisy']['std']:.3f}) over {count} test images"
     )
-    return record
 
 
 def _pipelines(config: DenoiseConfig, setup: training.RunStart):
