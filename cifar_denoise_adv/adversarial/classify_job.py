@@ -42,12 +42,25 @@ class ClassifyConfig(training.TrainingConfig):
     width: int = setting(
         32, "Channels of the first conv (the stages use 2x, 4x, 8x).", low=1
     )
-    dropout: float = setting(0.0, "Dropout before the dense layer.", low=0.0, high=0.9)
-    momentum: float = setting(0.9, "SGD Nesterov momentum.", low=0.0, high=1.0)
+    dropout: float = setting(
+        0.0,
+        "Dropout before the dense layer.",
+        unit=config_lib.FRACTION,
+        low=0.0,
+        high=0.9,
+    )
+    momentum: float = setting(
+        0.9, "SGD Nesterov momentum.", unit=config_lib.FRACTION, low=0.0, high=1.0
+    )
     weight_decay: float = setting(5e-4, "Decoupled weight decay.", low=0.0)
-    label_smoothing: float = setting(0.0, "Label smoothing.", low=0.0, high=0.5)
+    label_smoothing: float = setting(
+        0.0, "Label smoothing.", unit=config_lib.FRACTION, low=0.0, high=0.5
+    )
     cutout: int = setting(
-        0, "Side of the cutout square in training images (0: none).", low=0
+        0,
+        "Side of the cutout square in training images, pixels (0: none).",
+        low=0,
+        high=32,
     )
 
 
