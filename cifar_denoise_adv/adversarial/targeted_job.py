@@ -174,7 +174,7 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
     config = config_lib.resolve(config)
     outputs.make_run_dir(config.run_dir)
     outputs.write_flagfile(config, "targeted")
-    model = classifier.load_classifier(config.classifier)
+    model = classifier.load_classifier(config.classifier, log)
     all_images, all_labels = data.load_arrays("test", config.data_dir or None)
     all_logits = model.predict(all_images, batch_size=256, verbose=0)
     indices = choose_images(config, all_logits.argmax(1), all_labels)

@@ -227,7 +227,7 @@ def run(config: UniversalConfig, log=lambda message: None) -> dict:
     start = time.time()
     outputs.make_run_dir(config.run_dir)
     outputs.write_flagfile(config, "universal")
-    model = classifier.load_classifier(config.classifier)
+    model = classifier.load_classifier(config.classifier, log)
     data_dir = config.data_dir or None
     train_x, _ = data.load_arrays("train", data_dir, config.max_train_images or None)
     test_x, test_y = data.load_arrays("test", data_dir, config.max_test_images or None)
