@@ -155,7 +155,7 @@ def chessboard_perturbation(shape, xi: float, p, square: int) -> tf.Tensor:
 
     Args:
       shape: [H, W, C], e.g. [32, 32, 3].
-      xi: the norm, pixel units.
+      xi: the norm in [0, 1] pixel units (L2: at most sqrt of the size).
       p: 2 or np.inf (see `norm_order`).
       square: side of a square in pixels, >= 1.
 
@@ -163,9 +163,9 @@ def chessboard_perturbation(shape, xi: float, p, square: int) -> tf.Tensor:
       float32 tensor of `shape`; its top-left square is positive.
     """
     p = norm_order(p)
-    xi = check_non_negative(xi, "xi")
+    xi = check_budget(xi, "xi", p, max(int(np.prod(shape)), 1))
     if int(square) != square or square < 1:
-        raise ValueError(f"square must be an integer >= 1, got {square}.")
+        raise UserError(f"square must be an integer >= 1, got {square}.")
     height, width, channels = (int(n) for n in shape)
     rows = np.arange(height)[:, None] // int(square)
     cols = np.arange(width)[None, :] // int(square)
