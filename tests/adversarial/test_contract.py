@@ -71,6 +71,7 @@ def test_budgets_in_0_255_units_are_refused_with_the_fraction_to_write():
         ),
         ("radius=10", lambda: attacks.project_lp(np.zeros(SHAPE), 10, np.inf)),
         ("xi=10", lambda: attacks.random_perturbation_like(SHAPE, 10, np.inf, 0)),
+        ("xi=10", lambda: attacks.chessboard_perturbation(SHAPE, 10, np.inf, 2)),
         (
             "sigma=25",
             lambda: noise.add_gaussian_noise(images, 25, tf.constant([0, 0])),
