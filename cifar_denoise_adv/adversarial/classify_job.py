@@ -75,9 +75,15 @@ class ClassifyConfig(training.TrainingConfig):
     )
     width: int = setting(64, "Channels of the first conv group (see --arch).", low=1)
     dropout: float = setting(
-        0.0, "resnet9: dropout before the dense layer.", low=0.0, high=0.9
+        0.0,
+        "resnet9: dropout before the dense layer.",
+        unit=config_lib.FRACTION,
+        low=0.0,
+        high=0.9,
     )
-    momentum: float = setting(0.85, "SGD Nesterov momentum.", low=0.0, high=1.0)
+    momentum: float = setting(
+        0.85, "SGD Nesterov momentum.", unit=config_lib.FRACTION, low=0.0, high=1.0
+    )
     weight_decay: float = setting(
         1.33e-3,
         "Keras' decoupled weight decay: each step, weights shrink by this "
@@ -93,12 +99,17 @@ class ClassifyConfig(training.TrainingConfig):
     lookahead: bool = setting(
         True, "Pull the weights to their moving average every 5 steps (airbench)."
     )
-    label_smoothing: float = setting(0.2, "Label smoothing.", low=0.0, high=0.5)
+    label_smoothing: float = setting(
+        0.2, "Label smoothing.", unit=config_lib.FRACTION, low=0.0, high=0.5
+    )
     translate: int = setting(
         2, "Random translation of training images, pixels (reflect padding).", low=0
     )
     cutout: int = setting(
-        0, "Side of the cutout square in training images (0: none).", low=0
+        0,
+        "Side of the cutout square in training images, pixels (0: none).",
+        low=0,
+        high=32,
     )
     tta: int = setting(
         2,

@@ -120,7 +120,11 @@ def choose_targets(
                 "one for all, or one per image."
             )
     elif config.target_mode == "least_likely":
-        targets = logits.argmin(axis=1)
+        # The least likely class other than the true one (a misclassified
+        # image's least likely class can be its own).
+        masked = np.array(logits, np.float64)
+        masked[np.arange(len(labels)), labels] = np.inf
+        targets = masked.argmin(axis=1)
     else:
         rng = np.random.default_rng(config.seed + 1)
         offsets = rng.integers(1, data.NUM_CLASSES, size=len(labels))
@@ -174,7 +178,7 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
     config = config_lib.resolve(config)
     outputs.make_run_dir(config.run_dir)
     outputs.write_flagfile(config, "targeted")
-    model = classifier.load_classifier(config.classifier)
+    model = classifier.load_classifier(config.classifier, log)
     all_images, all_labels = data.load_arrays("test", config.data_dir or None)
     all_logits = model.predict(all_images, batch_size=256, verbose=0)
     indices = choose_images(config, all_logits.argmax(1), all_labels)

@@ -53,6 +53,8 @@ class DenoiseConfig(training.TrainingConfig):
         0.1,
         "Noise std: y = clip(x + N(0, sigma^2), 0, 1).",
         unit=config_lib.PIXEL,
+        low=0.0,
+        low_open=True,
     )
     clipnorm: float = setting(
         1.0, "Global gradient-norm clipping in Adam (0: none).", low=0.0

@@ -1,6 +1,10 @@
 """Applying a trained denoiser to image files of any size.
 
-`run(config)` is the `denoise_image` app's job.
+`run(config)` is the `denoise_image` app's job. Images are read as viewers
+show them: the EXIF orientation of a phone photo is applied (as Pillow's
+`ImageOps.exif_transpose` and every viewer apply it), and what the written
+PNG cannot keep (an ICC colour profile, other EXIF data, 16-bit depth) is
+said in the image's output line.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import outputs
@@ -21,6 +26,22 @@ from cifar_denoise_adv.core.errors import UserError
 from cifar_denoise_adv.denoising import models  # noqa: F401 - registers the layers
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> what viewers do to the stored pixels, and the same on
+# an [H, W, C] array (the transpositions of Pillow's ImageOps.exif_transpose).
+ORIENTATIONS = {
+    2: ("mirrored left-right", lambda a: a[:, ::-1]),
+    3: ("turned 180 degrees", lambda a: a[::-1, ::-1]),
+    4: ("mirrored top-bottom", lambda a: a[::-1]),
+    5: ("mirrored along the diagonal", lambda a: a.transpose(1, 0, 2)),
+    6: ("turned 90 degrees clockwise", lambda a: np.rot90(a, -1)),
+    7: (
+        "mirrored along the other diagonal",
+        lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    ),
+    8: ("turned 90 degrees counter-clockwise", lambda a: np.rot90(a, 1)),
+}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +68,16 @@ def run(config: DenoiseImageConfig, log=lambda message: None) -> dict:
     results = denoise_files(denoise, config.input, config.output)
     failed = {source: error for source, error in results if error}
     for source, error in results:
-        log(f"skipped {error}" if error else f"denoised {source}")
+        log(f"skipped {error}" if error else _denoised_line(source))
     done = len(results) - len(failed)
     log(f"{done} of {len(results)} images denoised into {config.output}")
     return {"denoised": [s for s, e in results if not e], "failed": failed}
+
+
+def _denoised_line(source: str) -> str:
+    """`denoised FILE`, with what reading changed and the PNG does not keep."""
+    notes = metadata_notes(source)
+    return f"denoised {source}" + (f": {'; '.join(notes)}" if notes else "")
 
 
 def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -90,11 +117,71 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
     )
 
 
+def _header(path: str):
+    """(EXIF tags, ICC profile or None, PNG bit depth or None); empty if unreadable."""
+    try:
+        with Image.open(path) as image:
+            exif, icc = dict(image.getexif()), image.info.get("icc_profile")
+        with open(path, "rb") as f:
+            start = f.read(25)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return {}, None, None
+    depth = start[24] if start[:8] == _PNG_SIGNATURE and len(start) == 25 else None
+    return exif, icc, depth
+
+
+def exif_orientation(path: str) -> int:
+    """The image's EXIF orientation, 1 to 8 (1: stored as shown, or no tag)."""
+    orientation = _header(path)[0].get(EXIF_ORIENTATION, 1)
+    return orientation if orientation in ORIENTATIONS else 1
+
+
+def metadata_notes(path: str) -> list[str]:
+    """What reading changed and what the written 8-bit PNG cannot keep.
+
+    Returns:
+      Short phrases for the image's output line: the EXIF orientation
+      applied, and the ICC colour profile, other EXIF tags and 16-bit depth
+      that the output leaves out; [] when there is nothing to say.
+    """
+    exif, icc, depth = _header(path)
+    notes = []
+    orientation = exif.get(EXIF_ORIENTATION, 1)
+    if orientation in ORIENTATIONS:
+        notes.append(
+            f"EXIF orientation {orientation} applied "
+            f"({ORIENTATIONS[orientation][0]}, as viewers show it)"
+        )
+    lost = []
+    if icc:
+        lost.append("its ICC colour profile (colours may differ in some viewers)")
+    others = sum(tag != EXIF_ORIENTATION for tag in exif)
+    if others:
+        tags = "tag" if others == 1 else "tags"
+        lost.append(f"{others} other EXIF {tags} (camera, date, place)")
+    if depth == 16:
+        lost.append("16-bit depth (written as 8-bit)")
+    if lost:
+        notes.append("not kept in the PNG: " + ", ".join(lost))
+    return notes
+
+
 def read_rgb_image(path: str) -> np.ndarray:
-    """Reads a PNG or JPEG as float32 [H, W, 3] in [0, 1]."""
+    """Reads a PNG or JPEG as float32 [H, W, 3] in [0, 1], as viewers show it.
+
+    The EXIF orientation is applied (a phone photo stored 16x8 with
+    orientation 6 comes back 8 wide and 16 high); 16-bit PNGs keep their
+    precision; CMYK JPEGs and palette PNGs come back as RGB.
+
+    Raises:
+      UserError: naming the file, when it is not a readable PNG or JPEG or
+        not a colour image.
+    """
     try:
         content = tf.io.read_file(path)
-        image = tf.io.decode_image(content, channels=0, expand_animations=False)
+        image = tf.io.decode_image(
+            content, channels=0, dtype=tf.float32, expand_animations=False
+        )
     except (tf.errors.OpError, ValueError) as error:
         message = getattr(error, "message", str(error)).splitlines()[0]
         raise UserError(
@@ -107,9 +194,9 @@ def read_rgb_image(path: str) -> np.ndarray:
             f"{path}: a {kind or f'{channels}-channel'} image; expected RGB "
             "(3 channels)."
         )
-    if image.dtype == tf.uint16:
-        return (tf.cast(image, tf.float32) / 65535.0).numpy()
-    return (tf.cast(image, tf.float32) / 255.0).numpy()
+    # decode_image scales 8-bit and 16-bit samples alike to [0, 1].
+    orient = ORIENTATIONS.get(exif_orientation(path), (None, lambda a: a))[1]
+    return np.ascontiguousarray(orient(image.numpy()))
 
 
 def write_png(path: str, image: np.ndarray) -> None:

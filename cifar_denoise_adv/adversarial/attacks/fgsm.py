@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
 from cifar_denoise_adv.adversarial.attacks._checks import as_images
 from cifar_denoise_adv.adversarial.attacks._checks import as_labels
-from cifar_denoise_adv.adversarial.attacks._checks import check_non_negative
+from cifar_denoise_adv.adversarial.attacks._checks import check_budget
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
+from cifar_denoise_adv.adversarial.attacks._checks import check_step
+from cifar_denoise_adv.adversarial.attacks.contract import check_model
 
 
 def _signed_step(model_fn, images, target_labels, epsilon):
@@ -39,17 +40,25 @@ def targeted_fgsm(
     "Explaining and harnessing adversarial examples" (ICLR 2015).
 
     Args:
-      model_fn: images -> logits [B, K].
+      model_fn: images -> logits [B, K] (the model contract of
+        `attacks.contract.check_model`: a Keras model ending in a softmax is
+        attacked through its logits, other probabilities are refused).
       images: float32 [B, H, W, C] in [0, 1].
-      target_labels: int [B] classes to push the prediction towards.
-      epsilon: L-inf step size >= 0, [0, 1] pixel units.
+      target_labels: int [B] classes in 0..K-1 to push the prediction towards.
+      epsilon: L-inf step size in [0, 1] pixel units (8/255, not 8).
 
     Returns:
       float32 [B, H, W, C] in [0, 1], within epsilon of `images` (L-inf).
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
     images = as_images(images)
-    target_labels = as_labels(target_labels, images.shape[0], "target_labels")
-    epsilon = check_non_negative(epsilon, "epsilon")
+    model_fn, width = check_model(model_fn, images)
+    target_labels = as_labels(
+        target_labels, images.shape[0], "target_labels", num_classes=width
+    )
+    epsilon = check_budget(epsilon, "epsilon")
     return _signed_step_graph(
         model_fn, images, target_labels, tf.constant(epsilon, tf.float32)
     )
@@ -82,11 +91,11 @@ def targeted_iterative(
     learning models resistant to adversarial attacks" (ICLR 2018).
 
     Args:
-      model_fn: images -> logits [B, K].
+      model_fn: images -> logits [B, K] (as for `targeted_fgsm`).
       images: float32 [B, H, W, C] in [0, 1].
-      target_labels: int [B] target classes.
-      epsilon: L-inf budget >= 0, pixel units.
-      step_size: size of each signed step > 0, pixel units.
+      target_labels: int [B] target classes in 0..K-1.
+      epsilon: L-inf budget in [0, 1] pixel units.
+      step_size: size of each signed step, in (0, 1] pixel units.
       num_steps: number of steps >= 1.
       random_start: start from a uniform draw in the epsilon ball (clipped to
         [0, 1]) instead of from `images`.
@@ -95,12 +104,17 @@ def targeted_iterative(
 
     Returns:
       float32 [B, H, W, C] in [0, 1], within epsilon of `images` (L-inf).
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
     images = as_images(images)
-    target_labels = as_labels(target_labels, images.shape[0], "target_labels")
-    epsilon = check_non_negative(epsilon, "epsilon")
-    if not np.isfinite(step_size) or step_size <= 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}.")
+    model_fn, width = check_model(model_fn, images)
+    target_labels = as_labels(
+        target_labels, images.shape[0], "target_labels", num_classes=width
+    )
+    epsilon = check_budget(epsilon, "epsilon")
+    step_size = check_step(step_size, "step_size")
     num_steps = check_positive_int(num_steps, "num_steps")
     start = images
     if random_start:
