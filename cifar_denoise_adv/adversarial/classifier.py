@@ -14,6 +14,7 @@ import tensorflow as tf
 from keras import layers
 
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import keras_files
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
@@ -128,7 +129,7 @@ def load_classifier(run_dir: str) -> keras.Model:
             f"--classifier={run_dir}: no {training.KERAS_FILE} there; expected the "
             "run folder of a finished `classify` run, or its model.keras."
         )
-    return keras.models.load_model(path)
+    return keras_files.load(path, "classifier")
 
 
 @dataclasses.dataclass(frozen=True)

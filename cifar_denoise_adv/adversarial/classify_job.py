@@ -20,6 +20,7 @@ from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import pipelines
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
@@ -51,6 +52,7 @@ class ClassifyConfig(training.TrainingConfig):
     )
 
 
+@runs.guarded("classify")
 def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dict:
     """Trains (or resumes) the classifier and evaluates it on the test set.
 
@@ -65,7 +67,6 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
     start = time.time()
     config = config_lib.resolve(config)
     setup = training.start_run(config, log)
-    outputs.write_flagfile(config, "classify")
     train, test = _pipelines(config, setup)
     with setup.strategy.scope():
         model = _build(config, setup.steps_per_epoch)
@@ -99,7 +100,7 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
             "per_class_accuracy": evaluation["per_class"],
             "confusion_matrix": evaluation["matrix"].tolist(),
             "history": fit["history"],
-            **training.training_time(fit, config, setup.num_train, config.run_dir),
+            **training.training_time(fit, config, setup.num_train),
             "inference_images_per_s": evaluation["images_per_s"],
             "saved_model_max_abs_difference": export_error,
         },
