@@ -227,3 +227,29 @@ def test_init_from_starts_with_the_other_runs_weights(finished_run, tmp_path):
     other_arch = dict(num_blocks=2)
     with pytest.raises(UserError, match="does not match"):
         _run_app(data_dir, tmp_path / "third", init_from=str(run_dir), **other_arch)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not an npz at all", "cannot read it"),
+        (b"PK\x03\x04 truncated zip", "cannot read it"),
+        (None, "no array 'recovered'"),
+    ],
+)
+def test_compare_over_a_bad_psnr_file_is_one_line(
+    finished_run, tmp_path, content, message
+):
+    _, run_dir, _ = finished_run
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.json").write_text((run_dir / "metrics.json").read_text())
+    path = other / denoise_job.PSNR_FILE
+    if content is None:
+        outputs.save_npz(str(path), noisy=np.zeros(4))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError) as error:
+        compare_lib.compare_runs([str(run_dir), str(other)])
+    assert str(error.value).startswith(f"{path}: {message}")
+    assert "\n" not in str(error.value)
