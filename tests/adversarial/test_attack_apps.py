@@ -40,6 +40,7 @@ def classifier_run(tmp_path_factory):
             # The rate the old shared flag gave: 0.1 diverges on 20 images.
             "--learning_rate=1e-3",
             "--warmup_epochs=0.5",
+            "--validation_images=4",
         ]
     )
     classify.APP.job(config, log=_quiet)

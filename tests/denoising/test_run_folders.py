@@ -18,8 +18,10 @@ from cifar_denoise_adv.core.errors import DataError
 from cifar_denoise_adv.core.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TINY = dict(num_blocks=1, filters=4, downscale=2, batch_size=8, epochs=4)
-NUM_TRAIN = 20  # tiny_cifar-sized data: 5 train files of 4 images
+TINY = dict(
+    num_blocks=1, filters=4, downscale=2, batch_size=8, epochs=4, validation_images=4
+)
+NUM_TRAIN = 16  # 5 train files of 4 images, 4 of them held out for validation
 
 
 def _argv(data_dir, run_dir, **overrides):
