@@ -136,6 +136,8 @@ def read_recovered_psnr(path: str) -> np.ndarray:
         detail = (
             str(error).splitlines()[0][:120] if str(error) else type(error).__name__
         )
+        if "pickled" in detail:
+            detail = "it holds pickled Python objects, which are never loaded"
         raise UserError(f"{path}: cannot read it ({detail}); {expected}.") from None
     if values.ndim != 1 or not np.issubdtype(values.dtype, np.number):
         raise UserError(
