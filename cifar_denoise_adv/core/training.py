@@ -365,6 +365,8 @@ def training_time(fit: dict, config: TrainingConfig, num_train: int) -> dict:
     total = float(sum(fit["train_seconds"]))
     epochs_timed = len(fit["train_seconds"])
     return {
+        # Every epoch's, the earlier pieces' of a resumed run included.
+        "epoch_train_seconds": [float(t) for t in fit["train_seconds"]],
         "train_seconds_this_run": float(sum(fit["train_seconds_this_run"])),
         "train_seconds_total": total,
         "train_images_per_s": num_train * epochs_timed / total if total else None,
