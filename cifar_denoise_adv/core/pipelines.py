@@ -101,6 +101,7 @@ def labelled_batches(
     seed: int,
     training: bool,
     augment: bool = True,
+    translate: int = 4,
     cutout: int = 0,
     shuffle_buffer: int = 50_000,
 ) -> tf.data.Dataset:
@@ -111,7 +112,9 @@ def labelled_batches(
       batch_size: images per batch.
       seed: fixes the shuffle and the augmentation draws (new every epoch).
       training: shuffle and (with `augment`) crop/flip; else in order.
-      augment: random crop with 4-px padding and horizontal flip.
+      augment: random translation (crop after reflect padding) and
+        horizontal flip.
+      translate: the padding, i.e. the largest shift in pixels.
       cutout: with `augment`, side of the cutout square (0: none).
       shuffle_buffer: shuffle buffer size.
     """
@@ -123,7 +126,9 @@ def labelled_batches(
         if augment:
             dataset = with_noise_seeds(dataset, seed, training=True).map(
                 lambda pair, aug_seed: (
-                    crop_flip_augment(pair[0], aug_seed, cutout=cutout),
+                    crop_flip_augment(
+                        pair[0], aug_seed, padding=translate, cutout=cutout
+                    ),
                     pair[1],
                 ),
                 num_parallel_calls=tf.data.AUTOTUNE,
