@@ -20,6 +20,7 @@ from keras import layers
 
 from cifar_denoise_adv.adversarial.attacks import contract
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import keras_files
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
@@ -209,7 +210,7 @@ def load_classifier(run_dir: str, log=lambda message: None) -> keras.Model:
             f"--classifier={run_dir}: no {training.KERAS_FILE} there; expected the "
             "run folder of a finished `classify` run, or its model.keras."
         )
-    model = keras.models.load_model(path)
+    model = keras_files.load(path, "classifier")
     return check_classifier(model, f"--classifier={run_dir}", log)
 
 

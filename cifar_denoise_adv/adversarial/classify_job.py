@@ -21,6 +21,7 @@ from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import pipelines
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
@@ -120,6 +121,7 @@ class ClassifyConfig(training.TrainingConfig):
     )
 
 
+@runs.guarded("classify")
 def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dict:
     """Trains (or resumes) the classifier and evaluates it on the test set.
 
@@ -137,7 +139,6 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
     start = time.time()
     config = config_lib.resolve(config)
     setup = training.start_run(config, log)
-    outputs.write_flagfile(config, "classify")
     train, validation = _pipelines(config, setup)
     with training.precision_scope(config.precision), setup.strategy.scope():
         network = _build(config, setup)
@@ -175,7 +176,7 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
             "per_class_accuracy": evaluation["per_class"],
             "confusion_matrix": evaluation["matrix"].tolist(),
             "history": fit["history"],
-            **training.training_time(fit, config, setup.num_train, config.run_dir),
+            **training.training_time(fit, config, setup.num_train),
             "inference_images_per_s": evaluation["images_per_s"],
             "saved_model_max_abs_difference": export_error,
         },

@@ -22,6 +22,7 @@ from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import metrics
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
@@ -168,6 +169,7 @@ def _summary(values: np.ndarray) -> dict:
     }
 
 
+@runs.guarded("targeted")
 def run(config: TargetedConfig, log=lambda message: None) -> dict:
     """Attacks the chosen test images; writes figures, tb/ and metrics.json.
 
@@ -176,8 +178,6 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
     """
     start = time.time()
     config = config_lib.resolve(config)
-    outputs.make_run_dir(config.run_dir)
-    outputs.write_flagfile(config, "targeted")
     model = classifier.load_classifier(config.classifier, log)
     all_images, all_labels = data.load_arrays("test", config.data_dir or None)
     all_logits = model.predict(all_images, batch_size=256, verbose=0)

@@ -23,6 +23,7 @@ from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
@@ -232,9 +233,12 @@ def run(config: UniversalConfig, log=lambda message: None) -> dict:
         from cifar_denoise_adv.adversarial import sweep  # imports this module
 
         return sweep.sweep(config, log)
+    return _one_perturbation(config, log)
+
+
+@runs.guarded("universal")
+def _one_perturbation(config: UniversalConfig, log) -> dict:
     start = time.time()
-    outputs.make_run_dir(config.run_dir)
-    outputs.write_flagfile(config, "universal")
     model = classifier.load_classifier(config.classifier, log)
     data_dir = config.data_dir or None
     train_x, _ = data.load_arrays("train", data_dir, config.max_train_images or None)

@@ -46,6 +46,7 @@ def setting(
     unit: str | None = None,
     path: bool = False,
     defines_result: bool = True,
+    replayed: bool = True,
 ):
     """A config field: default, help text and the range every value must meet.
 
@@ -63,6 +64,8 @@ def setting(
       path: a file or folder; made absolute by `resolve`.
       defines_result: False for settings that do not change the result
         (output folder, figures, verbosity); left out of `identity`.
+      replayed: False for a one-off request (--overwrite) that flags.cfg
+        must not repeat when it is replayed.
     """
     return dataclasses.field(
         default=default,
@@ -75,6 +78,7 @@ def setting(
             "unit": unit,
             "path": path,
             "defines_result": defines_result,
+            "replayed": replayed,
         },
     )
 
@@ -223,7 +227,7 @@ def flag_lines(config: Config) -> list[str]:
     lines = []
     for field, kind, _ in fields(type(config)):
         value = getattr(config, field.name)
-        if value is None:
+        if value is None or not field.metadata.get("replayed", True):
             continue
         if isinstance(value, bool):
             lines.append(f"--{'' if value else 'no'}{field.name}")
@@ -283,4 +287,11 @@ class RunConfig(Config):
     )
     seed: int = setting(
         0, "Seed for shuffling, initialisation and noise.", low=0, high=SEED_MAX
+    )
+    overwrite: bool = setting(
+        False,
+        "Start this run afresh in --run_dir even if it holds a run with other "
+        "settings: the files that run made are removed, no others.",
+        defines_result=False,
+        replayed=False,
     )

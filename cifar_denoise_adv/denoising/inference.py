@@ -13,12 +13,12 @@ import dataclasses
 import os
 from collections.abc import Callable
 
-import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import keras_files
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
@@ -48,9 +48,19 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 class DenoiseImageConfig(config_lib.Config):
     """The model and the files (the `denoise_image` app's flags)."""
 
-    model: str = setting("", "Run folder, .keras file or SavedModel.", path=True)
+    model: str = setting(
+        "",
+        "Run folder, .keras file or SavedModel of a denoiser. A SavedModel is "
+        "a program and is run: give only ones you trust.",
+        path=True,
+    )
     input: str = setting("", "A PNG/JPEG file, or a folder of them.", path=True)
     output: str = setting("", "Output PNG file, or folder.", path=True)
+    overwrite: bool = setting(
+        False,
+        "Replace output files that exist already (never an input file).",
+        replayed=False,
+    )
 
     def validate(self):
         for name in ("model", "input", "output"):
@@ -61,11 +71,16 @@ class DenoiseImageConfig(config_lib.Config):
 def run(config: DenoiseImageConfig, log=lambda message: None) -> dict:
     """Denoises the input file(s); logs one line per image.
 
+    Every output file is planned and checked before the model is loaded
+    (`plan_outputs`): no input is ever replaced, and an existing file only
+    with --overwrite.
+
     Returns:
       {"denoised": [files], "failed": {file: reason}}.
     """
+    jobs = plan_outputs(config.input, config.output, config.overwrite)
     denoise = load_denoiser(config.model)
-    results = denoise_files(denoise, config.input, config.output)
+    results = denoise_files(denoise, jobs)
     failed = {source: error for source, error in results if error}
     for source, error in results:
         log(f"skipped {error}" if error else _denoised_line(source))
@@ -84,11 +99,17 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
     """A denoising function from a run folder, a .keras file or a SavedModel.
 
     A run folder is read from its model.keras, or its saved_model/ when the
-    Keras file is missing.
+    Keras file is missing. A .keras file is loaded in Keras safe mode
+    (`core.keras_files`); a SavedModel is a program and is run as it is.
 
     Returns:
       A function mapping float32 [B, H, W, 3] in [0, 1] to the denoised
       images, clipped to [0, 1].
+
+    Raises:
+      UserError: naming --model, when there is no model there, it cannot be
+        loaded, or it is not a denoiser (which maps [B, H, W, 3] images to
+        the same shape: a classifier run is refused).
     """
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "saved_model.pb")):
         keras_file = os.path.join(path, training.KERAS_FILE)
@@ -103,12 +124,23 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
                 f"{training.SAVED_MODEL_DIR}/; expected a run folder of the "
                 "denoise app, a .keras file or a SavedModel folder."
             )
-    if path.endswith(".keras") and os.path.isfile(path):
-        model = keras.models.load_model(path)
+    if path.endswith(".keras"):
+        model = keras_files.load(path, "model", compile=False)
+        _check_denoiser(path, model.inputs, model.outputs)
         return lambda images: np.clip(model.predict(images, verbose=0), 0.0, 1.0)
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         # Keep the loaded object alive: its functions reference its variables.
         loaded = tf.saved_model.load(path)
+        serve = getattr(loaded, "serve", None)
+        probe = tf.zeros([1, 32, 32, 3])
+        try:
+            output = serve(probe)
+        except Exception as error:  # noqa: BLE001 - whatever a foreign program raises
+            raise UserError(
+                f"--model={path}: this SavedModel does not map [1, 32, 32, 3] images "
+                f"({type(error).__name__}); expected a denoiser of the denoise app."
+            ) from None
+        _check_denoiser(path, [probe], [output])
         return lambda images: np.clip(
             loaded.serve(tf.constant(images)).numpy(), 0.0, 1.0
         )
@@ -166,6 +198,33 @@ def metadata_notes(path: str) -> list[str]:
     return notes
 
 
+def _check_denoiser(path: str, inputs: list, outputs_: list) -> None:
+    """Refuses a model that does not map [B, H, W, 3] to the same shape."""
+    shapes = [tuple(t.shape) for t in (*inputs, *outputs_)]
+    if (
+        len(inputs) == 1
+        and len(outputs_) == 1
+        and len(shapes[0]) == 4
+        and shapes[0][-1] == 3
+        and _same_shape(shapes[0], shapes[1])
+    ):
+        return
+    shown = ", ".join(
+        "[" + ", ".join("?" if d is None else str(d) for d in s) + "]" for s in shapes
+    )
+    raise UserError(
+        f"--model={path}: maps {shown.replace(', [', ' to [', 1)}; expected a "
+        "denoiser, which maps [B, H, W, 3] images to the same shape (a classify "
+        "run is not one)."
+    )
+
+
+def _same_shape(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(
+        x is None or y is None or x == y for x, y in zip(a, b, strict=True)
+    )
+
+
 def read_rgb_image(path: str) -> np.ndarray:
     """Reads a PNG or JPEG as float32 [H, W, 3] in [0, 1], as viewers show it.
 
@@ -210,45 +269,115 @@ def write_png(path: str, image: np.ndarray) -> None:
         f.write(encoded)
 
 
-def denoise_files(
-    denoise: Callable[[np.ndarray], np.ndarray], input_path: str, output_path: str
-) -> list[tuple[str, str | None]]:
-    """Denoises one image, or every PNG/JPEG in a folder.
+def _output_names(names: list[str]) -> dict[str, str]:
+    """Output file name per input name: stem.png, distinct for shared stems.
+
+    photo.png and photo.jpg in one folder give photo.png and photo_jpg.png:
+    only an exact ".png" keeps the plain name when several share a stem.
+    """
+    by_stem: dict[str, list[str]] = {}
+    for name in names:
+        by_stem.setdefault(os.path.splitext(name)[0], []).append(name)
+    result = {}
+    for stem, group in by_stem.items():
+        for name in group:
+            extension = os.path.splitext(name)[1]
+            plain = len(group) == 1 or extension == ".png"
+            result[name] = f"{stem}.png" if plain else f"{stem}_{extension[1:]}.png"
+    return result
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b) or (
+        os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    )
+
+
+def plan_outputs(
+    input_path: str, output_path: str, overwrite: bool = False
+) -> list[tuple[str, str]]:
+    """(input file, output file) pairs, checked before anything is written.
 
     Args:
-      denoise: from `load_denoiser`.
       input_path: an image file or a folder of them.
       output_path: the output file (for one image; an existing folder gets a
-        file of the same name) or folder (for a folder; created).
+        file of the same stem) or folder (for a folder; made when written).
+      overwrite: whether output files that exist may be replaced.
 
     Returns:
-      [(input file, None if written else the error message)]; one bad image
-      in a folder does not stop the others.
+      The pairs, with distinct outputs for inputs that share a stem.
+
+    Raises:
+      UserError: naming --output, when an output would replace an input
+        file (--output equal to --input, or the folder in place), when one
+        exists already and `overwrite` is False, or when two would collide;
+        naming --input when there is no image there.
     """
     if os.path.isdir(input_path):
         names = sorted(
-            n for n in os.listdir(input_path) if n.lower().endswith(IMAGE_EXTENSIONS)
+            n
+            for n in os.listdir(input_path)
+            if n.lower().endswith(IMAGE_EXTENSIONS)
+            and os.path.isfile(os.path.join(input_path, n))
         )
         if not names:
             raise UserError(
                 f"--input={input_path}: no {'/'.join(IMAGE_EXTENSIONS)} files in it."
             )
-        os.makedirs(output_path, exist_ok=True)
-        jobs = [
-            (
-                os.path.join(input_path, n),
-                os.path.join(output_path, os.path.splitext(n)[0] + ".png"),
+        if os.path.exists(output_path) and not os.path.isdir(output_path):
+            raise UserError(
+                f"--output={output_path}: a file; expected a folder for the "
+                f"images of the folder --input={input_path}."
             )
+        targets = _output_names(names)
+        jobs = [
+            (os.path.join(input_path, n), os.path.join(output_path, targets[n]))
             for n in names
         ]
+        inputs = [os.path.join(input_path, n) for n in os.listdir(input_path)]
     elif os.path.isfile(input_path):
         target = output_path
         if os.path.isdir(output_path):
             base = os.path.splitext(os.path.basename(input_path))[0] + ".png"
             target = os.path.join(output_path, base)
-        jobs = [(input_path, target)]
+        jobs, inputs = [(input_path, target)], [input_path]
     else:
         raise UserError(f"--input={input_path}: no such file or folder.")
+    _check_targets(jobs, inputs, output_path, overwrite)
+    return jobs
+
+
+def _check_targets(jobs, inputs: list[str], output_path: str, overwrite: bool):
+    for _, target in jobs:
+        if any(_same_file(target, source) for source in inputs):
+            raise UserError(
+                f"--output={output_path}: would replace the input {target}; "
+                "choose an --output outside the input files."
+            )
+    # A folder in the way is not replaced either: that image is skipped.
+    existing = [t for _, t in jobs if os.path.isfile(t) or os.path.islink(t)]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise UserError(
+            f"--output={output_path}: {existing[0]}{more} exist(s) already; choose "
+            "another --output, or add --overwrite to replace them."
+        )
+
+
+def denoise_files(
+    denoise: Callable[[np.ndarray], np.ndarray], jobs: list[tuple[str, str]]
+) -> list[tuple[str, str | None]]:
+    """Denoises each (input, output) pair of `plan_outputs`.
+
+    Args:
+      denoise: from `load_denoiser`.
+      jobs: (input image file, output PNG file) pairs.
+
+    Returns:
+      [(input file, None if written else the error message)]; an image that
+      cannot be read or whose output cannot be written is skipped, and the
+      others go on.
+    """
     results = []
     for source, target in jobs:
         try:
@@ -257,4 +386,8 @@ def denoise_files(
             results.append((source, None))
         except UserError as error:
             results.append((source, str(error)))
+        except OSError as error:
+            results.append(
+                (source, f"{target}: cannot write it ({error.strerror or error}).")
+            )
     return results

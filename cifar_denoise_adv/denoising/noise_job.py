@@ -16,6 +16,7 @@ from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
@@ -147,6 +148,7 @@ def _export(config: NoiseConfig, split: str, batches, labels, log) -> str:
     return path
 
 
+@runs.guarded("noise")
 def run(config: NoiseConfig, log=lambda message: None) -> dict:
     """Calibrates sigma, measures PSNR(x, y) on both splits, writes outputs.
 
@@ -159,8 +161,6 @@ def run(config: NoiseConfig, log=lambda message: None) -> dict:
     """
     start = time.time()
     config = config_lib.resolve(config)
-    outputs.make_run_dir(config.run_dir)
-    outputs.write_flagfile(config, "noise")
     limits = {"train": config.max_train_images, "test": config.max_test_images}
     draws, labels = {}, {}
     for split in data.SPLITS:
