@@ -101,10 +101,14 @@ def installed_flag_dir() -> str:
 
 
 def find_flagfile(path: str, relative_to: str | None = None) -> str:
-    """The flag file that `path` names.
+    """The flag file that `path` names, as an absolute path.
 
-    Looked up relative to `relative_to` (the including file's folder), then
-    the working folder, then the installed flag files.
+    A flag file's own `--flagfile=` line (`relative_to` is that file's
+    folder) is looked up beside that file, never in the working folder, so
+    the same file means the same flags from any folder; a command line's is
+    looked up in the working folder. Either then falls back on the installed
+    flag files, by name (`resnet.cfg`, or `flags/resnet.cfg` from another
+    folder).
 
     Raises:
       UserError: naming the file, when none of those exists.
@@ -116,7 +120,8 @@ def find_flagfile(path: str, relative_to: str | None = None) -> str:
     else:
         if relative_to is not None:
             candidates.append(os.path.join(relative_to, expanded))
-        candidates.append(os.path.abspath(expanded))
+        else:
+            candidates.append(os.path.abspath(expanded))
         candidates.append(os.path.join(installed_flag_dir(), expanded))
         # 'flags/resnet.cfg' from another folder: the installed copy.
         candidates.append(

@@ -312,7 +312,7 @@ def details_section(study: dict) -> list:
                 f"Machine: {machine.get('platform', 'n/a')}, "
                 f"{machine.get('cpu_count', 'n/a')} CPUs.",
                 "Reference figures: those reported for the original study; its "
-                "setup as recorded in flags/resnet.cfg "
+                "setup as recorded in flags/resnet_reference.cfg "
                 f"({reference_denoiser()}, sigma "
                 f"{REFERENCE['noisy_psnr']['sigma']:g}); {reference_data()} "
                 "train / test images are assumed.",
