@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -12,6 +15,47 @@ Progress = Callable[[dict], None]
 
 # Guards divisions by a zero gradient norm (e.g. two tied classes).
 TINY = 1e-12
+
+
+def _call_referenced(function, model_ref, *args):
+    return function(model_ref(), *args)
+
+
+def per_model(function: Callable) -> Callable:
+    """`function(model_fn, *args)` compiled with `tf.function` once per model.
+
+    A module-level tf.function that takes the model as an argument traces
+    again for every new model object, and a sweep or a study loads the
+    classifier once per run, so TF warns about frequent retracing. Here each
+    model gets its own tf.function (shapes generalised by
+    `reduce_retracing`), which holds the model weakly and goes with it.
+    Bound methods (new objects at every access) and unhashable callables
+    share one tf.function, as before.
+    """
+    shared = tf.function(function, reduce_retracing=True)
+    compiled = weakref.WeakKeyDictionary()
+
+    @functools.wraps(function)
+    def call(model_fn, *args):
+        if inspect.ismethod(model_fn):
+            return shared(model_fn, *args)
+        try:
+            graph = compiled.get(model_fn)
+            if graph is None:
+                # A partial, not a closure: TF counts retracings per code
+                # object, and a partial has none, so each model counts alone.
+                graph = tf.function(
+                    functools.partial(
+                        _call_referenced, function, weakref.ref(model_fn)
+                    ),
+                    reduce_retracing=True,
+                )
+                compiled[model_fn] = graph
+        except TypeError:  # not hashable or not weakly referable
+            return shared(model_fn, *args)
+        return graph(*args)
+
+    return call
 
 
 def as_images(images, name: str = "images") -> tf.Tensor:

@@ -16,6 +16,7 @@ from cifar_denoise_adv.adversarial.attacks._checks import as_images
 from cifar_denoise_adv.adversarial.attacks._checks import as_labels
 from cifar_denoise_adv.adversarial.attacks._checks import check_non_negative
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
+from cifar_denoise_adv.adversarial.attacks._checks import per_model
 from cifar_denoise_adv.adversarial.attacks.deepfool import deepfool
 from cifar_denoise_adv.adversarial.attacks.metrics import fooling_rate
 from cifar_denoise_adv.adversarial.attacks.metrics import predict_labels
@@ -192,7 +193,7 @@ def _report(progress, count, rate, num_images, pass_start, start):
     )
 
 
-@tf.function(reduce_retracing=True)
+@per_model
 def _sgd_universal_step(model_fn, v, images, labels, step_size, xi, linf, clamp):
     with tf.GradientTape() as tape:
         tape.watch(v)
