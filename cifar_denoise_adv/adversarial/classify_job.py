@@ -80,10 +80,13 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
         epochs=config.epochs,
         run_dir=config.run_dir,
         verbose=verbose,
+        log=log,
     )
     images = np.concatenate([x for x, _ in test.as_numpy_iterator()])
     labels = np.concatenate([y for _, y in test.as_numpy_iterator()])
-    export_error = training.finish_training(model, config.run_dir, images[:8])
+    export_error = training.finish_training(
+        model, config.run_dir, images[:8], names=("images", "logits")
+    )
     evaluation = evaluate(model, images, labels)
     _figures(config, evaluation, labels)
     record = outputs.write_record(

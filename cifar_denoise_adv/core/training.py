@@ -13,12 +13,15 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from cifar_denoise_adv.core import callbacks as callbacks_lib
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import console
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core.config import setting
@@ -63,6 +66,14 @@ class TrainingConfig(config_lib.RunConfig):
     num_examples: int = setting(
         6, "Rows of the example figures.", low=1, defines_result=False
     )
+
+    def validate(self):
+        if self.warmup_epochs >= self.epochs:
+            raise UserError(
+                f"--warmup_epochs={self.warmup_epochs:g} is not shorter than "
+                f"--epochs={self.epochs}: the learning rate would still be rising "
+                "when the run ends; give fewer warm-up epochs or more epochs."
+            )
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -181,6 +192,7 @@ def fit_resumable(
     run_dir: str,
     callbacks: list[keras.callbacks.Callback] = (),
     verbose="auto",
+    log: Callable[[str], None] = lambda message: None,
 ) -> dict:
     """model.fit that continues where an interrupted run in run_dir stopped.
 
@@ -189,12 +201,20 @@ def fit_resumable(
     same command run again resumes (or, when training is complete, trains no
     more and goes on to evaluation).
 
+    verbose="auto": Keras's progress bar on a terminal; elsewhere (a log
+    file, a pipe) one line per epoch to `log` instead. Each epoch's logs
+    (history, TensorBoard, those lines) carry the learning rate it used.
+
     Returns:
       {"history": per-epoch logs of this call, "train_seconds": [...],
        "resumed_from_epoch": int}
     """
     resumed_from = completed_epochs(run_dir)
     throughput = Throughput()
+    lines = []
+    if verbose == "auto":
+        verbose = 1 if console.is_terminal() else 0
+        lines = [] if verbose else [callbacks_lib.EpochLines(epochs, log)]
     history = model.fit(
         train,
         validation_data=validation,
@@ -209,9 +229,11 @@ def fit_resumable(
                 # so a kill during the write loses nothing.
                 double_checkpoint=True,
             ),
-            keras.callbacks.TensorBoard(os.path.join(run_dir, "tb")),
+            callbacks_lib.LearningRateUsed(),  # before those that read it
+            callbacks_lib.TensorBoard(os.path.join(run_dir, "tb")),
             throughput,
             *callbacks,
+            *lines,
         ],
     )
     return {
@@ -227,11 +249,30 @@ def save_keras(model: keras.Model, path: str) -> None:
         model.save(temporary)
 
 
-def export_saved_model(model: keras.Model, path: str) -> None:
-    """model.export as a TF SavedModel folder, swapped into place whole."""
+def export_saved_model(
+    model: keras.Model, path: str, names: tuple[str, str] = ("inputs", "outputs")
+) -> None:
+    """The model as a TF SavedModel folder, swapped into place whole.
+
+    Its `serve` function (also the `serving_default` signature) takes the
+    input named `names[0]` (the model's input shape, float32) and returns
+    {names[1]: output}, e.g. `noisy` -> `denoised`; TensorFlow's INFO lines
+    about the export are not shown.
+    """
+    input_name, output_name = names
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serve",
+        lambda inputs: {output_name: model(inputs, training=False)},
+        input_signature=[
+            tf.TensorSpec(model.inputs[0].shape, tf.float32, name=input_name)
+        ],
+    )
     temporary = f"{path}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
-    model.export(temporary, format="tf_saved_model", verbose=False)
+    with console.tensorflow_info_hidden():
+        archive.write_out(temporary, verbose=False)
     previous = f"{path}.old"
     if os.path.exists(path):
         os.replace(path, previous)
@@ -239,19 +280,37 @@ def export_saved_model(model: keras.Model, path: str) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
+def serve(loaded, images: np.ndarray) -> np.ndarray:
+    """A loaded SavedModel's `serve` on float32 images: its one output.
+
+    Exports name their output ({"denoised": ...}); earlier ones returned the
+    tensor itself: both work.
+    """
+    outputs_ = loaded.serve(tf.constant(images, tf.float32))
+    if isinstance(outputs_, dict):
+        (outputs_,) = outputs_.values()
+    return outputs_.numpy()
+
+
 def saved_model_difference(model: keras.Model, path: str, sample: np.ndarray) -> float:
     """Max |Keras model - reloaded SavedModel| on `sample` (should be ~0)."""
     reloaded = tf.saved_model.load(path)
     expected = model.predict(sample, verbose=0)
-    actual = reloaded.serve(tf.constant(sample)).numpy()
+    actual = serve(reloaded, sample)
     return float(np.max(np.abs(expected - actual)))
 
 
-def finish_training(model: keras.Model, run_dir: str, sample: np.ndarray) -> float:
+def finish_training(
+    model: keras.Model,
+    run_dir: str,
+    sample: np.ndarray,
+    names: tuple[str, str] = ("inputs", "outputs"),
+) -> float:
     """The end of every training run: save, export, check the export.
 
-    Saves run_dir/model.keras, exports run_dir/saved_model/, reloads the
-    SavedModel and compares it with the Keras model on `sample`.
+    Saves run_dir/model.keras, exports run_dir/saved_model/ (its signature's
+    input and output named by `names`), reloads the SavedModel and compares
+    it with the Keras model on `sample`.
 
     Returns:
       The largest absolute difference found.
@@ -261,7 +320,7 @@ def finish_training(model: keras.Model, run_dir: str, sample: np.ndarray) -> flo
     """
     save_keras(model, os.path.join(run_dir, KERAS_FILE))
     export_dir = os.path.join(run_dir, SAVED_MODEL_DIR)
-    export_saved_model(model, export_dir)
+    export_saved_model(model, export_dir, names)
     difference = saved_model_difference(model, export_dir, sample)
     if difference > EXPORT_TOLERANCE:
         raise RuntimeError(

@@ -99,8 +99,11 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
         run_dir=config.run_dir,
         callbacks=[_image_grids(config, test)],
         verbose=verbose,
+        log=log,
     )
-    export_error = training.finish_training(model, config.run_dir, test.noisy[:8])
+    export_error = training.finish_training(
+        model, config.run_dir, test.noisy[:8], names=("noisy", "denoised")
+    )
     evaluation = _evaluate(model, test)
     _figures(config, test, evaluation)
     record = outputs.write_record(
