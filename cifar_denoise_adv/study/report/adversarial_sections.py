@@ -6,8 +6,8 @@ from cifar_denoise_adv.study.report.references import NOT_REPORTED
 from cifar_denoise_adv.study.report.references import REFERENCE
 from cifar_denoise_adv.study.report.references import universal_reference_note
 from cifar_denoise_adv.study.report.text import db
+from cifar_denoise_adv.study.report.text import duration
 from cifar_denoise_adv.study.report.text import figures
-from cifar_denoise_adv.study.report.text import minutes
 from cifar_denoise_adv.study.report.text import percent
 
 
@@ -30,7 +30,7 @@ def classifier_section(step: dict) -> list:
             f"{c['epochs']} epochs, crop+flip augmentation "
             f"{'on' if c['augment'] else 'off'}, seed {c['seed']}; "
             f"{m['images']['train']} train images, {m['images']['test']} test "
-            f"images, {minutes(m.get('train_seconds_total'))} training minutes.",
+            f"images, {duration(m.get('train_seconds_total'))} of training.",
         ),
         (
             "table",
@@ -139,7 +139,7 @@ def universal_section(steps: dict) -> list:
                 f"{percent(m['random_noise_fooling_rate_test'])}",
                 f"{m['v_linf'] * 255:.2f}/255",
                 f"{m['v_l2']:.4f}",
-                minutes(m.get("compute_seconds")),
+                duration(m.get("compute_seconds")),
                 f"{percent(REFERENCE['universal_fooling_rate'])} (training set)",
                 universal_reference_note(m, classifier),
             ]
@@ -153,7 +153,7 @@ def universal_section(steps: dict) -> list:
         "random noise train / test",
         "L-inf of v",
         "L2 of v",
-        "minutes",
+        "time",
         "reference",
         "note",
     ]
@@ -177,7 +177,7 @@ def universal_section(steps: dict) -> list:
 
 
 def sweep_table(sweep: dict) -> tuple:
-    """Fooling rates (train / test) per method and xi, with minutes."""
+    """Fooling rates (train / test) per method and xi, with times."""
     header = [f"{sweep.get('norm', '')} xi x 255".strip()] + [
         f"{xi * 255:.3g}" for xi in sweep["xi"]
     ]
@@ -192,7 +192,7 @@ def sweep_table(sweep: dict) -> tuple:
             )
         if "seconds" in sweep[method]:
             rows.append(
-                [f"{method}, minutes"] + [minutes(t) for t in sweep[method]["seconds"]]
+                [f"{method}, time"] + [duration(t) for t in sweep[method]["seconds"]]
             )
     return ("table", header, rows)
 
