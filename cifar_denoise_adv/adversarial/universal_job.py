@@ -19,10 +19,12 @@ import numpy as np
 
 from cifar_denoise_adv.adversarial import attacks
 from cifar_denoise_adv.adversarial import classifier
+from cifar_denoise_adv.adversarial import figures
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
@@ -171,11 +173,16 @@ def _predictions(model_fn, images, v, batch_size):
     return clean, perturbed
 
 
+def _examples(clean: np.ndarray, perturbed: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the example images: fooled ones first."""
+    return np.argsort(clean == perturbed, kind="stable")[:count]
+
+
 def _examples_figure(images, labels, clean, perturbed, v, count):
     rows, captions = [], []
-    order = np.argsort(clean == perturbed, kind="stable")  # fooled ones first
+    shown = _examples(clean, perturbed, count)
     names = data.CLASS_NAMES
-    for i in order[:count]:
+    for i in shown:
         rows.append([images[i], np.clip(images[i] + v, 0.0, 1.0)])
         captions.append(
             [
@@ -183,9 +190,15 @@ def _examples_figure(images, labels, clean, perturbed, v, count):
                 f"predicted {names[perturbed[i]]}",
             ]
         )
-    return plots.image_grid(
-        rows, captions, ["test image x", "x + v"], title="unseen test images"
-    )
+    fooled = int(np.sum(clean[shown] != perturbed[shown]))
+    total = f"{int(np.sum(clean != perturbed))} of {len(clean)} fooled"
+    if fooled == len(shown):
+        title = f"fooled test images ({total})"
+    elif fooled:
+        title = f"test images ({total}): the {fooled} fooled ones first"
+    else:
+        title = f"test images: none fooled ({total})"
+    return plots.image_grid(rows, captions, ["test image x", "x + v"], title=title)
 
 
 def _perturbation_scale(v: np.ndarray) -> float:
@@ -198,7 +211,7 @@ def classifier_digest(classifier_dir: str) -> str | None:
 
 
 def run(config: UniversalConfig, log=lambda message: None) -> dict:
-    """Computes v, measures fooling rates, writes v, figures and metrics.json.
+    """Computes v, measures fooling rates, writes v, figures, tb/, metrics.json.
 
     With `sweep_xi`, runs the sweep instead (`sweep.sweep`).
 
@@ -215,19 +228,26 @@ def run(config: UniversalConfig, log=lambda message: None) -> dict:
     outputs.write_flagfile(config, "universal")
     model = classifier.load_classifier(config.classifier)
     data_dir = config.data_dir or None
-    train_x, _ = data.load_arrays("train", data_dir, config.max_train_images or None)
+    train_x, train_y = data.load_arrays(
+        "train", data_dir, config.max_train_images or None
+    )
     test_x, test_y = data.load_arrays("test", data_dir, config.max_test_images or None)
     log(
         f"{config.method} UAP, {config.norm} xi = {config.xi * 255:.1f}/255, "
         f"{len(train_x)} training images, {len(test_x)} test images"
     )
+    tb = summaries.log_dir(config.run_dir)
     compute_start = time.perf_counter()
-    v, history = compute(config, model, train_x, _progress_logger(log))
+    v, history = compute(config, model, train_x, _progress(log, tb))
     compute_seconds = time.perf_counter() - compute_start
     rates = _rates(config, model, v, {"train": train_x, "test": test_x})
     clean, perturbed = _predictions(model, test_x, v, config.batch_size)
+    accuracy, warnings = _clean_accuracy(config, model, train_x, train_y, test_y, clean)
+    for warning in warnings:
+        log(f"warning: {warning}")
     flows = fooled_flows(clean, perturbed)
     _figures(config, v, flows, test_x, test_y, clean, perturbed)
+    _tensorboard(tb, config, v, rates, history["passes"], test_x, clean, perturbed)
     record = outputs.write_record(
         config,
         "universal",
@@ -238,6 +258,8 @@ def run(config: UniversalConfig, log=lambda message: None) -> dict:
             "settings": settings(config),
             "images": {"train": len(train_x), "test": len(test_x)},
             "fooling_definition": FOOLING_DEFINITION,
+            "clean_accuracy": accuracy,
+            "warnings": warnings,
             **rates,
             "v_linf": float(np.abs(v).max()),
             "v_l2": float(np.sqrt(np.sum(v.astype(np.float64) ** 2))),
@@ -256,7 +278,9 @@ def run(config: UniversalConfig, log=lambda message: None) -> dict:
     return record
 
 
-def _progress_logger(log):
+def _progress(log, tb: str):
+    """Each pass (epoch): a line, and the fooling rate in TensorBoard."""
+
     def progress(info: dict) -> None:
         log(
             " ".join(
@@ -264,8 +288,45 @@ def _progress_logger(log):
                 for k, v in info.items()
             )
         )
+        summaries.write(
+            tb,
+            scalars={"fooling_rate/train_after_each_pass": info["fooling_rate"]},
+            step=info["pass"],
+        )
 
     return progress
+
+
+def _clean_accuracy(config, model, train_x, train_y, test_y, clean_test):
+    """Clean accuracy on the images used, and warnings when it is below 50%."""
+    clean_train = np.asarray(attacks.predict_labels(model, train_x, config.batch_size))
+    accuracy = {
+        "train": float(np.mean(clean_train == train_y)),
+        "test": float(np.mean(clean_test == test_y)),
+    }
+    warnings = classifier.weak_classifier_warnings(
+        {
+            "training images v is computed on": (accuracy["train"], len(train_y)),
+            "test images": (accuracy["test"], len(test_y)),
+        }
+    )
+    return accuracy, warnings
+
+
+def _tensorboard(tb, config, v, rates, passes, test_x, clean, perturbed) -> None:
+    """The rates, v (scaled as in perturbation.png) and fooled examples."""
+    shown = _examples(clean, perturbed, config.num_examples)
+    summaries.write(
+        tb,
+        scalars={f"final/{name}": rate for name, rate in rates.items()},
+        images={
+            "perturbation_v_scaled": plots.magnify(v, _perturbation_scale(v))[None],
+            "fooled_test_images_first/x_and_x_plus_v": summaries.side_by_side(
+                test_x[shown], np.clip(test_x[shown] + v, 0.0, 1.0)
+            ),
+        },
+        step=passes,
+    )
 
 
 def _rates(config: UniversalConfig, model, v, images_by_split: dict) -> dict:
@@ -303,12 +364,7 @@ def _figures(config, v, flows, test_x, test_y, clean, perturbed) -> None:
     ) as path:
         np.save(path, v.astype(np.float32))
     outputs.save_figure(
-        plots.image_grid(
-            [[plots.magnify(v, scale)]],
-            [[f"max |v| = {np.abs(v).max() * 255:.1f}/255"]],
-            [f"v x{scale:.3g} + 0.5"],
-            cell_inches=3.2,
-        ),
+        figures.universal_perturbation(v, scale),
         os.path.join(config.run_dir, "perturbation.png"),
     )
     outputs.save_figure(

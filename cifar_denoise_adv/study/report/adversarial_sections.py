@@ -97,7 +97,8 @@ def targeted_section(steps: dict) -> list:
                 steps[name],
                 {
                     f"example_{i}.png": f"{name}: original, perturbed, "
-                    "perturbation (scaled), top-3 before and after"
+                    "perturbation (scaled), the top 3 classes and the target "
+                    "before and after"
                     for i in range(2)
                 },
             )
@@ -169,7 +170,8 @@ def universal_section(steps: dict) -> list:
                 {
                     "perturbation.png": f"{name}: the perturbation v (scaled)",
                     "fooled_flows.png": f"{name}: where fooled test images go",
-                    "examples.png": f"{name}: unseen test images with v",
+                    "examples.png": f"{name}: fooled test images first, "
+                    "x and x + v",
                     "sweep.png": "fooling rate against xi",
                 },
             )
