@@ -102,14 +102,24 @@ def import_tensorflow() -> None:
 
 @contextlib.contextmanager
 def tensorflow_info_hidden() -> Iterator[None]:
-    """TensorFlow's Python INFO lines (SavedModel export) hidden for a while."""
-    logger = logging.getLogger("tensorflow")
-    previous = logger.level
-    logger.setLevel(max(logging.WARNING, previous))
+    """TensorFlow's Python INFO lines (SavedModel export) hidden for a while.
+
+    TensorFlow logs through its own logger and, in newer modules, absl's; it
+    also saves and restores absl's verbosity while exporting, so the
+    verbosity is what is raised here, not a logger's level.
+    """
+    from absl import logging as absl_logging
+
+    tf_logger = logging.getLogger("tensorflow")
+    previous = absl_logging.get_verbosity(), tf_logger.level
+    # absl: higher is more verbose (INFO 0, WARNING -1).
+    absl_logging.set_verbosity(min(absl_logging.WARNING, previous[0]))
+    tf_logger.setLevel(max(logging.WARNING, previous[1]))
     try:
         yield
     finally:
-        logger.setLevel(previous)
+        absl_logging.set_verbosity(previous[0])
+        tf_logger.setLevel(previous[1])
 
 
 def is_terminal(stream=None) -> bool:

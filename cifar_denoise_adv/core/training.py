@@ -260,18 +260,18 @@ def export_saved_model(
     about the export are not shown.
     """
     input_name, output_name = names
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "serve",
-        lambda inputs: {output_name: model(inputs, training=False)},
-        input_signature=[
-            tf.TensorSpec(model.inputs[0].shape, tf.float32, name=input_name)
-        ],
-    )
     temporary = f"{path}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
     with console.tensorflow_info_hidden():
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serve",
+            lambda inputs: {output_name: model(inputs, training=False)},
+            input_signature=[
+                tf.TensorSpec(model.inputs[0].shape, tf.float32, name=input_name)
+            ],
+        )
         archive.write_out(temporary, verbose=False)
     previous = f"{path}.old"
     if os.path.exists(path):

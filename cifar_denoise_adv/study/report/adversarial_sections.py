@@ -170,8 +170,7 @@ def universal_section(steps: dict) -> list:
                 {
                     "perturbation.png": f"{name}: the perturbation v (scaled)",
                     "fooled_flows.png": f"{name}: where fooled test images go",
-                    "examples.png": f"{name}: fooled test images first, "
-                    "x and x + v",
+                    "examples.png": f"{name}: fooled test images first, x and x + v",
                     "sweep.png": "fooling rate against xi",
                 },
             )
