@@ -19,6 +19,7 @@ import pytest
 from cifar_denoise_adv.adversarial import classifier
 from cifar_denoise_adv.core import console
 from cifar_denoise_adv.denoising import models
+from tests.conftest import write_cifar
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONSOLE_SCRIPTS = {
@@ -83,6 +84,26 @@ def test_keras_files_load_in_a_fresh_python_after_one_import(tmp_path):
     differences = dict(line.split() for line in result.stdout.splitlines())
     assert set(differences) == {"denoiser", "classifier"}
     assert all(float(d) < 1e-5 for d in differences.values())
+
+
+def test_the_readmes_python_example_runs(tmp_path):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Python use", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    # Where the example looks: the subset beside the checkout, the runs in it.
+    checkout = tmp_path / "checkout"
+    write_cifar(tmp_path / "shared" / "cifar10", "python", per_file=4)
+    (checkout / "runs" / "resnet").mkdir(parents=True)
+    (checkout / "runs" / "classifier").mkdir()
+    models.build_denoiser(num_blocks=1, filters=4, downscale=2).save(
+        checkout / "runs" / "resnet" / "model.keras"
+    )
+    classifier.build_classifier(width=4).save(
+        checkout / "runs" / "classifier" / "model.keras"
+    )
+    result = _python(code, cwd=checkout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "universal perturbation fools" in result.stdout
 
 
 def test_an_app_prints_no_tensorflow_startup_lines(tmp_path):
