@@ -27,33 +27,31 @@ def per_model(function: Callable) -> Callable:
     A module-level tf.function that takes the model as an argument traces
     again for every new model object, and a sweep or a study loads the
     classifier once per run, so TF warns about frequent retracing. Here each
-    model gets its own tf.function (shapes generalised by
-    `reduce_retracing`), which holds the model weakly and goes with it.
-    Bound methods (new objects at every access) and unhashable callables
-    share one tf.function, as before.
+    model (or bound method, e.g. `model.__call__`) gets its own tf.function
+    (shapes generalised by `reduce_retracing`), which holds the model weakly
+    and goes with it. Unhashable callables share one tf.function, as before.
     """
     shared = tf.function(function, reduce_retracing=True)
-    compiled = weakref.WeakKeyDictionary()
+    compiled = weakref.WeakKeyDictionary()  # owner -> {method or None: graph}
 
     @functools.wraps(function)
     def call(model_fn, *args):
-        if inspect.ismethod(model_fn):
-            return shared(model_fn, *args)
+        method = inspect.ismethod(model_fn)
+        owner = model_fn.__self__ if method else model_fn
+        member = model_fn.__func__ if method else None
         try:
-            graph = compiled.get(model_fn)
-            if graph is None:
-                # A partial, not a closure: TF counts retracings per code
-                # object, and a partial has none, so each model counts alone.
-                graph = tf.function(
-                    functools.partial(
-                        _call_referenced, function, weakref.ref(model_fn)
-                    ),
-                    reduce_retracing=True,
-                )
-                compiled[model_fn] = graph
+            graphs = compiled.setdefault(owner, {})
         except TypeError:  # not hashable or not weakly referable
             return shared(model_fn, *args)
-        return graph(*args)
+        if member not in graphs:
+            reference = weakref.WeakMethod(model_fn) if method else weakref.ref(owner)
+            # A partial, not a closure: TF counts retracings per code object,
+            # and a partial has none, so each model counts alone.
+            graphs[member] = tf.function(
+                functools.partial(_call_referenced, function, reference),
+                reduce_retracing=True,
+            )
+        return graphs[member](*args)
 
     return call
 
