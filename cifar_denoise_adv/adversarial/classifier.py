@@ -79,7 +79,8 @@ def build_classifier(
     x = layers.GlobalMaxPooling2D(name="global_pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
+    # float32 logits whatever the policy: the loss and the attacks need them.
+    logits = layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(images, logits, name=name)
 
 

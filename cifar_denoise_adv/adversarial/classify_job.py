@@ -25,6 +25,16 @@ from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
 
 PREDICTIONS_FILE = "predictions.npz"
+EVALUATED_ON = {
+    "history (val_*), TensorBoard validation": (
+        "the validation images, held out of the training images"
+    ),
+    "validation_accuracy": "the validation images",
+    "train_accuracy": "the training images (unaugmented), after training",
+    "test_accuracy, per_class_accuracy, confusion_matrix, predictions.npz": (
+        "the test images, once, at the end"
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +64,11 @@ class ClassifyConfig(training.TrainingConfig):
 def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dict:
     """Trains (or resumes) the classifier and evaluates it on the test set.
 
-    Writes into run_dir: metrics.json (test and per-class accuracy,
-    confusion matrix, timing, versions), flags.cfg, confusion_matrix.png,
+    The per-epoch validation (history `val_*`, TensorBoard) is on
+    --validation_images held-out training images; the test images are
+    evaluated once, at the end. Writes into run_dir: metrics.json (train,
+    validation, test and per-class accuracy, confusion matrix, timing,
+    versions), flags.cfg, confusion_matrix.png,
     predictions.npz (test logits and labels), model.keras, saved_model/,
     tb/ and backup/.
 
@@ -66,8 +79,8 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
     config = config_lib.resolve(config)
     setup = training.start_run(config, log)
     outputs.write_flagfile(config, "classify")
-    train, test = _pipelines(config, setup)
-    with setup.strategy.scope():
+    train, validation = _pipelines(config, setup)
+    with training.precision_scope(config.precision), setup.strategy.scope():
         model = _build(config, setup.steps_per_epoch)
     log(
         f"{model.name}: {model.count_params():,} parameters, {setup.num_train} "
@@ -76,18 +89,18 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
     fit = training.fit_resumable(
         model,
         train,
-        test,
+        validation,
         epochs=config.epochs,
         run_dir=config.run_dir,
         verbose=verbose,
         log=log,
     )
-    images = np.concatenate([x for x, _ in test.as_numpy_iterator()])
-    labels = np.concatenate([y for _, y in test.as_numpy_iterator()])
+    images, labels = _arrays(setup.test_set)
     export_error = training.finish_training(
         model, config.run_dir, images[:8], names=("images", "logits")
     )
     evaluation = evaluate(model, images, labels)
+    accuracies = _other_accuracies(model, setup)
     _figures(config, evaluation, labels)
     record = outputs.write_record(
         config,
@@ -95,10 +108,12 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
         {
             "model": model.name,
             "parameters": model.count_params(),
-            "images": {"train": setup.num_train, "test": len(labels)},
+            "images": setup.image_counts(len(labels)),
+            "evaluated_on": EVALUATED_ON,
             "epochs": config.epochs,
             "resumed_from_epoch": fit["resumed_from_epoch"],
             "test_accuracy": evaluation["accuracy"],
+            **accuracies,
             "per_class_accuracy": evaluation["per_class"],
             "confusion_matrix": evaluation["matrix"].tolist(),
             "history": fit["history"],
@@ -121,15 +136,36 @@ def _pipelines(config: ClassifyConfig, setup: training.RunStart):
         augment=config.augment,
         cutout=config.cutout,
     )
-    test = pipelines.labelled_batches(
-        setup.test_set, batch_size=256, seed=0, training=False
-    )
+    validation = None
+    if setup.validation_set is not None:
+        validation = pipelines.labelled_batches(
+            setup.validation_set, batch_size=256, seed=0, training=False
+        )
     augmented, _ = next(iter(train))
     summaries.write(
         summaries.log_dir(config.run_dir, "images"),
         images={"train/augmented_examples": augmented[:8].numpy()},
     )
-    return train, test
+    return train, validation
+
+
+def _arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = zip(*dataset.batch(1024).as_numpy_iterator(), strict=True)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _other_accuracies(model: keras.Model, setup: training.RunStart) -> dict:
+    """Accuracy on the (unaugmented) training and the validation images."""
+    result = {}
+    for name, dataset in (
+        ("train", setup.train_set),
+        ("validation", setup.validation_set),
+    ):
+        if dataset is not None:
+            images, labels = _arrays(dataset)
+            predicted = model.predict(images, batch_size=256, verbose=0).argmax(1)
+            result[f"{name}_accuracy"] = float(np.mean(predicted == labels))
+    return result
 
 
 def _build(config: ClassifyConfig, steps_per_epoch: int) -> keras.Model:

@@ -145,11 +145,54 @@ def universal_perturbation(v: np.ndarray, scale: float):
     return figure
 
 
+def fooled_first(clean: np.ndarray, perturbed: np.ndarray, count: int) -> np.ndarray:
+    """Indices of `count` example images, the fooled ones (label changed) first."""
+    return np.argsort(clean == perturbed, kind="stable")[:count]
+
+
+def universal_examples(images, labels, clean, perturbed, v, count, class_names):
+    """Test images x and x + v, fooled ones first; the title says which are.
+
+    Args:
+      images: float32 [N, H, W, C] in [0, 1].
+      labels: int [N] true classes.
+      clean: int [N] predictions on x.
+      perturbed: int [N] predictions on clip(x + v, 0, 1).
+      v: float32 [H, W, C], the universal perturbation.
+      count: rows (at most N).
+      class_names: a name per class.
+    """
+    rows, captions = [], []
+    shown = fooled_first(clean, perturbed, count)
+    for i in shown:
+        rows.append([images[i], np.clip(images[i] + v, 0.0, 1.0)])
+        captions.append(
+            [
+                f"{class_names[labels[i]]}: predicted {class_names[clean[i]]}",
+                f"predicted {class_names[perturbed[i]]}",
+            ]
+        )
+    fooled = int(np.sum(clean[shown] != perturbed[shown]))
+    total = f"{int(np.sum(clean != perturbed))} of {len(clean)} fooled"
+    if fooled == len(shown):
+        title = f"fooled test images ({total})"
+    elif fooled:
+        title = f"test images ({total}): the {fooled} fooled ones first"
+    else:
+        title = f"test images: none fooled ({total})"
+    return plots.image_grid(rows, captions, ["test image x", "x + v"], title=title)
+
+
 def fooling_sweep(results: dict):
-    """Fooling rate against xi: each method on train and test, and random noise."""
+    """Fooling rate against xi: each method and both baselines, train and test."""
     xis = np.asarray(results["xi"]) * 255
     figure, axis = plt.subplots(figsize=(6.4, 4))
-    styles = {"deepfool": "tab:blue", "sgd": "tab:orange", "random": "tab:gray"}
+    styles = {
+        "deepfool": "tab:blue",
+        "sgd": "tab:orange",
+        "random": "tab:gray",
+        "chessboard": "tab:green",
+    }
     for method, color in styles.items():
         if method not in results:
             continue

@@ -111,10 +111,11 @@ def sweep(
             "seconds": [m["compute_seconds"] for m in rows],
             "xi_reaching_level_train": budget_reaching(xis, train_rates, level),
         }
-        results["random"] = {
-            "train": [m["random_noise_fooling_rate_train"] for m in rows],
-            "test": [m["random_noise_fooling_rate_test"] for m in rows],
-        }
+        for baseline in ("random_noise", "chessboard"):
+            results[baseline.split("_")[0]] = {
+                split: [m[f"{baseline}_fooling_rate_{split}"] for m in rows]
+                for split in ("train", "test")
+            }
     results["images"] = dict(rows[0]["images"])  # the same for every run
     # Reused runs included: what the sweep cost, whichever invocation paid.
     results["compute_seconds"] = sum(sum(results[m]["seconds"]) for m in METHODS)
@@ -146,7 +147,8 @@ def _tensorboard(run_dir: str, results: dict) -> None:
     for i, xi in enumerate(results["xi"]):
         scalars = {
             f"fooling_rate_vs_xi/{method}_{split}": results[method][split][i]
-            for method in (*METHODS, "random")
+            for method in (*METHODS, "random", "chessboard")
+            if method in results
             for split in ("train", "test")
         }
         summaries.write(

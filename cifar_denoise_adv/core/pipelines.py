@@ -1,4 +1,4 @@
-"""tf.data pipelines shared by the jobs: stateless seeds and classification batches.
+"""Training/validation splits and the tf.data pipelines the jobs share.
 
 Random draws (augmentation, noise) use stateless ops with seeds from
 `with_noise_seeds`, so training draws change every epoch and evaluation
@@ -7,7 +7,47 @@ draws never do.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
+
+from cifar_denoise_adv.core.errors import UserError
+
+
+def validation_split(
+    count: int, total: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a deterministic (train, validation) split of training images.
+
+    The validation images are `count` of the `total` training images, drawn
+    by a permutation seeded with `seed`: the same seed gives the same split,
+    another seed another one. They never include a test image (only training
+    indices are split).
+
+    Args:
+      count: validation images, 0 <= count < total.
+      total: training images available.
+      seed: the split's seed.
+
+    Returns:
+      (train indices, validation indices), int64, each ascending.
+
+    Raises:
+      UserError: naming --validation_images when count >= total.
+    """
+    if count < 0 or (count and count >= total):
+        raise UserError(
+            f"--validation_images={count}: expected 0 or fewer than the {total} "
+            "training images."
+        )
+    chosen = np.random.default_rng(seed).permutation(total)[:count]
+    validation = np.sort(chosen).astype(np.int64)
+    train = np.setdiff1d(np.arange(total, dtype=np.int64), validation)
+    return train, validation
+
+
+def from_arrays(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+    """(image, label) examples from in-memory float32 images in [0, 1]."""
+    return tf.data.Dataset.from_tensor_slices((images, labels))
 
 
 def with_noise_seeds(images: tf.data.Dataset, seed: int, training: bool):

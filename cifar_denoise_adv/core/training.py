@@ -1,17 +1,17 @@
 """Training helpers shared by the training jobs.
 
 The settings every training job has (`TrainingConfig`), strategy, schedule,
-resumable fit, throughput, and the end of training: atomic `.keras` save,
-SavedModel export and the reload check.
+resumable fit, throughput, and the end of training: the `.keras` save and
+SavedModel export (`core.export`) and the reload check.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 
@@ -23,7 +23,9 @@ from cifar_denoise_adv.core import callbacks as callbacks_lib
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import console
 from cifar_denoise_adv.core import data
+from cifar_denoise_adv.core import export
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import pipelines
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
@@ -31,8 +33,7 @@ BACKUP_DIR = "backup"
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
 STRATEGIES = ("default", "mirrored", "multi_worker")
-# A SavedModel that differs from its Keras model by more than this fails the run.
-EXPORT_TOLERANCE = 1e-4
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,20 @@ class TrainingConfig(config_lib.RunConfig):
     )
     max_test_images: int = setting(
         0, "Use at most this many test images (0: all).", low=0
+    )
+    validation_images: int = setting(
+        500,
+        "Training images held out (chosen by --seed) for the per-epoch "
+        "validation and for choosing recipes; the test set is only evaluated "
+        "once, at the end. 0: train on every training image, no validation.",
+        low=0,
+    )
+    precision: str = setting(
+        "float32",
+        "Keras mixed-precision policy: float32, mixed_bfloat16 (CPUs with "
+        "AVX512_BF16/AMX, GPUs of compute capability >= 8.0) or mixed_float16 "
+        "(GPUs); weights, outputs and the loss stay float32.",
+        choices=PRECISIONS,
     )
     strategy: str = setting(
         "default",
@@ -148,39 +163,122 @@ class RunStart:
     """A training job's starting point: strategy, data and progress."""
 
     strategy: tf.distribute.Strategy
-    train_set: tf.data.Dataset  # (image, label) examples, --max_train_images
+    train_set: tf.data.Dataset  # (image, label): training images minus validation
+    validation_set: tf.data.Dataset | None  # held-out training images, or None
     test_set: tf.data.Dataset  # (image, label) examples, --max_test_images
     num_train: int
+    num_validation: int
     steps_per_epoch: int
     done: int  # epochs an earlier, interrupted invocation completed
+
+    def image_counts(self, num_test: int) -> dict:
+        """{"train", "validation", "test"} image counts, for the run record."""
+        return {
+            "train": self.num_train,
+            "validation": self.num_validation,
+            "test": num_test,
+        }
 
 
 def start_run(config: TrainingConfig, log) -> RunStart:
     """The set-up every training job shares, in the order it must happen.
 
     Seeds the global RNGs first (the pipelines' seeds depend on it), makes
-    the run folder and the tf.distribute strategy, loads both splits, counts
-    the training images and finds how many epochs an interrupted run
-    already completed (logged when resuming).
+    the run folder and the tf.distribute strategy, loads the training images
+    (at most --max_train_images) and holds --validation_images of them out
+    (`pipelines.validation_split`, by --seed), loads the test images, and
+    finds how many epochs an interrupted run already completed (logged when
+    resuming).
     """
     outputs.make_run_dir(config.run_dir)
     keras.utils.set_random_seed(config.seed)
+    check_precision(config.precision)
     strategy = make_strategy(config.strategy)
     data_dir = config.data_dir or None
-    train_set = data.load("train", data_dir).take(config.max_train_images or -1)
+    images, labels = data.load_arrays(
+        "train", data_dir, config.max_train_images or None
+    )
+    train, validation = pipelines.validation_split(
+        config.validation_images, len(images), config.seed
+    )
+    validation_set = None
+    if len(validation):
+        validation_set = pipelines.from_arrays(images[validation], labels[validation])
     test_set = data.load("test", data_dir).take(config.max_test_images or -1)
-    num_train = int(train_set.reduce(0, lambda n, _: n + 1))
     done = completed_epochs(config.run_dir)
     if done:
         log(f"resuming after epoch {done} of {config.epochs}")
     return RunStart(
         strategy=strategy,
-        train_set=train_set,
+        train_set=pipelines.from_arrays(images[train], labels[train]),
+        validation_set=validation_set,
         test_set=test_set,
-        num_train=num_train,
-        steps_per_epoch=math.ceil(num_train / config.batch_size),
+        num_train=len(train),
+        num_validation=len(validation),
+        steps_per_epoch=math.ceil(len(train) / config.batch_size),
         done=done,
     )
+
+
+def _cpu_has_bfloat16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = f.read()
+    except OSError:
+        return True  # cannot tell (not Linux): let TensorFlow decide
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def check_precision(precision: str) -> None:
+    """Refuses a mixed precision the devices here cannot run fast.
+
+    mixed_float16 needs a GPU (CPUs emulate float16 matmuls, slower than
+    float32); mixed_bfloat16 needs a GPU of compute capability >= 8.0 or a
+    CPU with AVX512_BF16 or AMX-BF16 when there is no GPU.
+
+    Raises:
+      UserError: naming --precision and what the machine has.
+    """
+    if precision == "float32":
+        return
+    gpus = tf.config.list_physical_devices("GPU")
+    if precision == "mixed_float16" and not gpus:
+        raise UserError(
+            "--precision=mixed_float16 needs a GPU (this machine has none; CPUs "
+            "emulate float16): use float32, or mixed_bfloat16 on a CPU with "
+            "AVX512_BF16."
+        )
+    if precision == "mixed_bfloat16":
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            capability = details.get("compute_capability", (8, 0))
+            if tuple(capability) < (8, 0):
+                raise UserError(
+                    "--precision=mixed_bfloat16 needs a GPU of compute capability "
+                    f">= 8.0 (this one: {capability}): use mixed_float16."
+                )
+        elif not _cpu_has_bfloat16():
+            raise UserError(
+                "--precision=mixed_bfloat16: this CPU has no AVX512_BF16 or "
+                "AMX-BF16 units, so bfloat16 would be emulated and slower: use "
+                "float32."
+            )
+
+
+@contextlib.contextmanager
+def precision_scope(precision: str):
+    """Builds models under a Keras dtype policy, restoring the previous one.
+
+    Layers made inside compute in the policy's dtype (bfloat16 or float16)
+    and keep float32 weights; model builders give their output layers
+    dtype="float32", so outputs and losses stay float32.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def fit_resumable(
@@ -243,63 +341,6 @@ def fit_resumable(
     }
 
 
-def save_keras(model: keras.Model, path: str) -> None:
-    """model.save to a .keras file, atomically."""
-    with outputs.atomic_path(path, suffix=".keras") as temporary:
-        model.save(temporary)
-
-
-def export_saved_model(
-    model: keras.Model, path: str, names: tuple[str, str] = ("inputs", "outputs")
-) -> None:
-    """The model as a TF SavedModel folder, swapped into place whole.
-
-    Its `serve` function (also the `serving_default` signature) takes the
-    input named `names[0]` (the model's input shape, float32) and returns
-    {names[1]: output}, e.g. `noisy` -> `denoised`; TensorFlow's INFO lines
-    about the export are not shown.
-    """
-    input_name, output_name = names
-    temporary = f"{path}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    with console.tensorflow_info_hidden():
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint(
-            "serve",
-            lambda inputs: {output_name: model(inputs, training=False)},
-            input_signature=[
-                tf.TensorSpec(model.inputs[0].shape, tf.float32, name=input_name)
-            ],
-        )
-        archive.write_out(temporary, verbose=False)
-    previous = f"{path}.old"
-    if os.path.exists(path):
-        os.replace(path, previous)
-    os.replace(temporary, path)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
-def serve(loaded, images: np.ndarray) -> np.ndarray:
-    """A loaded SavedModel's `serve` on float32 images: its one output.
-
-    Exports name their output ({"denoised": ...}); earlier ones returned the
-    tensor itself: both work.
-    """
-    outputs_ = loaded.serve(tf.constant(images, tf.float32))
-    if isinstance(outputs_, dict):
-        (outputs_,) = outputs_.values()
-    return outputs_.numpy()
-
-
-def saved_model_difference(model: keras.Model, path: str, sample: np.ndarray) -> float:
-    """Max |Keras model - reloaded SavedModel| on `sample` (should be ~0)."""
-    reloaded = tf.saved_model.load(path)
-    expected = model.predict(sample, verbose=0)
-    actual = serve(reloaded, sample)
-    return float(np.max(np.abs(expected - actual)))
-
-
 def finish_training(
     model: keras.Model,
     run_dir: str,
@@ -318,11 +359,11 @@ def finish_training(
     Raises:
       RuntimeError: when it exceeds EXPORT_TOLERANCE (the export is wrong).
     """
-    save_keras(model, os.path.join(run_dir, KERAS_FILE))
+    export.save_keras(model, os.path.join(run_dir, KERAS_FILE))
     export_dir = os.path.join(run_dir, SAVED_MODEL_DIR)
-    export_saved_model(model, export_dir, names)
-    difference = saved_model_difference(model, export_dir, sample)
-    if difference > EXPORT_TOLERANCE:
+    export.export_saved_model(model, export_dir, names)
+    difference = export.saved_model_difference(model, export_dir, sample)
+    if difference > export.EXPORT_TOLERANCE:
         raise RuntimeError(
             f"the SavedModel in {export_dir} differs from the Keras model by "
             f"{difference:g} on the same inputs."

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import export
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
@@ -82,7 +83,7 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         # Keep the loaded object alive: its functions reference its variables.
         loaded = tf.saved_model.load(path)
-        return lambda images: np.clip(training.serve(loaded, images), 0.0, 1.0)
+        return lambda images: np.clip(export.serve(loaded, images), 0.0, 1.0)
     raise UserError(
         f"--model={path}: not found, or not a run folder, .keras file or SavedModel."
     )

@@ -41,6 +41,7 @@ def classifier_run(tmp_path_factory):
             # The rate the old shared flag gave: 0.1 diverges on 20 images.
             "--learning_rate=1e-3",
             "--warmup_epochs=0.5",
+            "--validation_images=4",
         ]
     )
     classify.APP.job(config, log=_quiet)
@@ -208,6 +209,24 @@ def test_universal_app_writes_every_promised_output(classifier_run, tmp_path, me
         assert metrics[f"random_noise_fooling_rate_{split}"] == pytest.approx(
             attacks.fooling_rate(model, images[split], noise)
         )
+    # The chessboard baseline: the square that fools most training images,
+    # its rates on both splits, and the verdict against both baselines.
+    by_square = metrics["chessboard_fooling_rate_train_by_square"]
+    assert sorted(int(s) for s in by_square) == [1, 2, 4, 8]
+    square = metrics["chessboard_square"]
+    assert by_square[str(square)] == max(by_square.values())
+    board = attacks.chessboard_perturbation(v.shape, 8 / 255, np.inf, square)
+    for split in ("train", "test"):
+        assert metrics[f"chessboard_fooling_rate_{split}"] == pytest.approx(
+            attacks.fooling_rate(model, images[split], board)
+        )
+    assert metrics["beats_baselines_test"] == (
+        metrics["fooling_rate_test"]
+        > max(
+            metrics["random_noise_fooling_rate_test"],
+            metrics["chessboard_fooling_rate_test"],
+        )
+    )
     for name in ("perturbation.png", "fooled_flows.png", "examples.png", "flags.cfg"):
         assert (run_dir / name).stat().st_size > 0, name
 
@@ -232,9 +251,10 @@ def test_universal_sweep(classifier_run, tmp_path):
 
     results = sweep(config, [2 / 255, 8 / 255])
     assert len(results["sgd"]["test"]) == 2 and len(results["random"]["train"]) == 2
+    assert len(results["chessboard"]["test"]) == 2
     # The rate against xi as TensorBoard scalars, step = xi x 255.
     events = tensorboard_events(tmp_path / "tb")
-    for method in ("deepfool", "sgd", "random"):
+    for method in ("deepfool", "sgd", "random", "chessboard"):
         for split in ("train", "test"):
             logged_rates = events[f"fooling_rate_vs_xi/{method}_{split}"]
             assert [step for step, _ in logged_rates] == [2, 8]

@@ -40,6 +40,7 @@ def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
             # The rate the old shared flag gave: 0.1 diverges on 20 images.
             "--learning_rate=1e-3",
             "--warmup_epochs=0.5",
+            "--validation_images=4",
             "--label_smoothing=0.1",
             "--cutout=8",
         ]
@@ -54,7 +55,14 @@ def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
         "saved_model/saved_model.pb",
     ):
         assert (run_dir / name).exists(), name
-    assert metrics["images"] == {"train": 20, "test": 4}
+    assert metrics["images"] == {"train": 16, "validation": 4, "test": 4}
+    # Per-epoch validation is on the held-out training images, not the test set.
+    assert len(metrics["history"]["val_accuracy"]) == 2
+    assert "validation" in metrics["evaluated_on"]["validation_accuracy"]
+    assert metrics["history"]["val_accuracy"][-1] == pytest.approx(
+        metrics["validation_accuracy"], abs=1e-6
+    )
+    assert 0 <= metrics["train_accuracy"] * 16 == round(metrics["train_accuracy"] * 16)
     assert set(metrics["per_class_accuracy"]) >= {"airplane", "truck"}
     matrix = np.array(metrics["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 4

@@ -7,7 +7,7 @@ import keras
 from absl import logging as absl_logging
 
 from cifar_denoise_adv.core import console
-from cifar_denoise_adv.core import training
+from cifar_denoise_adv.core import export
 
 
 def test_a_saved_model_export_logs_no_info_lines(tmp_path, caplog):
@@ -16,7 +16,7 @@ def test_a_saved_model_export_logs_no_info_lines(tmp_path, caplog):
     absl_logging.set_verbosity(absl_logging.INFO)  # as under an absl app
     try:
         with caplog.at_level(logging.INFO):
-            training.export_saved_model(model, str(tmp_path / "saved_model"))
+            export.export_saved_model(model, str(tmp_path / "saved_model"))
         # Outside the export, INFO lines are shown as before.
         assert absl_logging.get_verbosity() == absl_logging.INFO
     finally:

@@ -26,6 +26,7 @@ TINY_STEP_FLAGS = {
         "--batch_size=8",
         "--warmup_epochs=0",
         "--num_examples=4",
+        "--validation_images=4",
     ],
     "plain": ["--flagfile={dir}/resnet.cfg", "--arch=plain"],
     "classifier": [
@@ -34,6 +35,7 @@ TINY_STEP_FLAGS = {
         "--batch_size=8",
         "--learning_rate=1e-3",
         "--warmup_epochs=0.5",
+        "--validation_images=4",
     ],
     "fgsm": [
         "--attack=fgsm",

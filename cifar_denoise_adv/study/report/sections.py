@@ -72,8 +72,12 @@ def headline(steps: dict, study: dict) -> list:
     if classifier:
         rows.append(
             [
-                f"classifier test accuracy, {classifier['images']['test']} images",
-                percent(classifier["test_accuracy"]),
+                f"classifier accuracy on {classifier['images']['test']} test images "
+                f"(validation {classifier['images'].get('validation', 0)}, training "
+                f"{classifier['images']['train']})",
+                f"{percent(classifier['test_accuracy'])} "
+                f"({_optional_percent(classifier.get('validation_accuracy'))}, "
+                f"{_optional_percent(classifier.get('train_accuracy'))})",
                 NOT_REPORTED,
                 "",
             ]
@@ -95,17 +99,26 @@ def headline(steps: dict, study: dict) -> list:
             m = steps[step]["metrics"]
             rows.append(
                 [
-                    f"universal ({m['method']}) fooling rate on the "
-                    f"{m['images']['train']} training images v was computed on "
-                    f"(on {m['images']['test']} unseen test images)",
-                    f"{percent(m['fooling_rate_train'])} "
-                    f"({percent(m['fooling_rate_test'])})",
+                    f"universal ({m['method']}) fooling rate on "
+                    f"{m['images']['test']} unseen test images (on the "
+                    f"{m['images']['train']} training images v was computed on)",
+                    f"{percent(m['fooling_rate_test'])} "
+                    f"({percent(m['fooling_rate_train'])})",
                     f"{percent(REFERENCE['universal_fooling_rate'])} (training set)",
-                    universal_reference_note(m, classifier),
+                    "same norm, test images: random signs "
+                    f"{percent(m['random_noise_fooling_rate_test'])}, chessboard "
+                    f"{percent(m['chessboard_fooling_rate_test'])}"
+                    + ("" if m["beats_baselines_test"] else " (NOT beaten)")
+                    + "; training images against the reference's training-set "
+                    f"rate: {universal_reference_note(m, classifier)}",
                 ]
             )
     header = ["quantity", "this study", "reference (original study)", "why they differ"]
     return [("h2", "Headline"), ("table", header, rows)]
+
+
+def _optional_percent(rate: float | None) -> str:
+    return "n/a" if rate is None else percent(rate)
 
 
 def noise_section(step: dict) -> list:
