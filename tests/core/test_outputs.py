@@ -220,6 +220,7 @@ def _replay_cases(root):
                 max_passes=3,
                 overshoot=0.05,
                 max_iter_deepfool=20,
+                keep_best_pass=True,
                 sgd_step_size=0.004,
                 sgd_epochs=4,
                 sgd_final_step_size=0.0002,
