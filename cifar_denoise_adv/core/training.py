@@ -383,6 +383,7 @@ def training_time(fit: dict, config: TrainingConfig, num_train: int, run_dir: st
         previous = outputs.read_json(path)
     epochs_now = config.epochs - fit["resumed_from_epoch"]
     return {
+        "epoch_train_seconds": [float(t) for t in fit["train_seconds"]],
         "train_seconds_this_run": seconds,
         "train_seconds_total": seconds + previous.get("train_seconds_total", 0.0),
         "train_images_per_s": num_train * epochs_now / seconds if seconds else None,

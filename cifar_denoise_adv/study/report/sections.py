@@ -266,6 +266,16 @@ def denoiser_section(steps: dict, study: dict) -> list:
                 f"{percent(pair['fraction_better'])} of the images.",
             )
         )
+    if study.get("budget_gaps", {}).get("epochs") is not None:
+        blocks.append(("p", budget_gaps_text(study["budget_gaps"])))
+    if "denoisers_validation.png" in study.get("figures", {}):
+        blocks.append(
+            (
+                "figure",
+                "denoisers_validation.png",
+                "validation PSNR against epochs and against training minutes",
+            )
+        )
     for name in ("resnet", "plain"):
         if name in steps:
             blocks += figures(
@@ -276,6 +286,16 @@ def denoiser_section(steps: dict, study: dict) -> list:
                 },
             )
     return blocks
+
+
+def budget_gaps_text(gaps: dict) -> str:
+    """The ResNet - plain validation gap at equal epochs and equal minutes."""
+    return (
+        "Validation PSNR, ResNet - plain (held-out training images, per epoch): "
+        f"{gaps['gap_at_equal_epochs_db']:+.3f} dB after {gaps['epochs']} epochs "
+        f"each, {gaps['gap_at_equal_minutes_db']:+.3f} dB after "
+        f"{gaps['minutes']:.1f} training minutes each."
+    )
 
 
 def details_section(study: dict) -> list:
