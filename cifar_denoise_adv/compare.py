@@ -1,7 +1,7 @@
 """The `compare` app: two or more denoising runs side by side.
 
 Usage:
-  python -m cifar_denoise_adv.compare --runs=runs/plain_cpu,runs/resnet_cpu \
+  python -m cifar_denoise_adv.compare --runs=runs/plain,runs/resnet \
       --run_dir=runs/compare
 
 The first run is the baseline; each other run gets the paired per-image

@@ -1,7 +1,7 @@
 """The `denoise` app: trains a ResNet (or plain) denoiser and evaluates it.
 
 Usage:
-  python -m cifar_denoise_adv.denoise --flagfile=flags/resnet_cpu.cfg \
+  python -m cifar_denoise_adv.denoise --flagfile=flags/resnet.cfg \
       --data_dir=path/to/cifar-10-batches-py
 
 Resumable: the same command run again continues from the last completed

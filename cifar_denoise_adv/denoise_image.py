@@ -1,9 +1,9 @@
 """The `denoise_image` app: applies a trained denoiser to your own images.
 
 Usage:
-  python -m cifar_denoise_adv.denoise_image --model=runs/resnet_cpu \
+  python -m cifar_denoise_adv.denoise_image --model=runs/resnet \
       --input=photo.png --output=photo_denoised.png
-  python -m cifar_denoise_adv.denoise_image --model=runs/resnet_cpu/model.keras \
+  python -m cifar_denoise_adv.denoise_image --model=runs/resnet/model.keras \
       --input=folder/ --output=denoised/
 
 --model is a run folder of the denoise app, its model.keras, or its

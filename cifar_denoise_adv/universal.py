@@ -9,10 +9,13 @@ Usage:
 --method=deepfool is the reference algorithm (Moosavi-Dezfooli et al. 2017,
 DeepFool inside, projection on the lp ball); --method=sgd the batched
 signed-gradient method (Shafahi et al. 2020). Writes v.npy,
-perturbation.png (scale stated), fooled_flows.png, examples.png and
+perturbation.png (with a colour bar), fooled_flows.png, examples.png,
 metrics.json (fooling rates on the training images used and on the test set,
-and for random noise of the same norm). --sweep_xi runs both methods at each
-xi and plots fooling rate against xi (sweep.png, sweep.json).
+and for random noise of the same norm; the classifier's clean accuracy, with
+a warning below 50%) and tb/ (the rate after each pass or epoch, the final
+rates, v and fooled examples). --sweep_xi runs both methods at each xi and
+plots fooling rate against xi (sweep.png, sweep.json, and in tb/ as scalars
+with step = xi x 255).
 """
 
 from cifar_denoise_adv.adversarial import universal_job

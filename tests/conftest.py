@@ -103,3 +103,30 @@ def tiny_cifar(tmp_path):
     """A python-layout CIFAR-10 copy with 4 images per batch file (20 train)."""
     path, _ = write_cifar(tmp_path / "data", "python", per_file=4)
     return path
+
+
+def tensorboard_events(folder):
+    """{tag: [(step, value)]} of the TensorBoard event files under `folder`.
+
+    Scalars come as floats, images as the number of images logged; other
+    summaries (text, graphs) are left out.
+    """
+    import tensorflow as tf
+
+    found = {}
+    for root, _, files in os.walk(folder):
+        for name in sorted(n for n in files if "tfevents" in n):
+            records = tf.data.TFRecordDataset(os.path.join(root, name))
+            for record in records.as_numpy_iterator():
+                event = tf.compat.v1.Event.FromString(record)
+                for value in event.summary.value:
+                    array = tf.make_ndarray(value.tensor)
+                    plugin = value.metadata.plugin_data.plugin_name
+                    if plugin == "images":  # [width, height, png, png, ...]
+                        item = len(array) - 2
+                    elif plugin == "scalars" or array.dtype.kind == "f":
+                        item = float(array)
+                    else:
+                        continue
+                    found.setdefault(value.tag, []).append((event.step, item))
+    return found

@@ -214,3 +214,12 @@ def test_a_missing_flag_file_is_named():
 def test_stray_arguments_are_refused():
     with pytest.raises(UserError, match="unexpected arguments: extra"):
         noise.APP.parse(["prog", "extra"])
+
+
+def test_a_short_run_with_the_classifiers_warm_up_names_both_flags():
+    # flags/classifier_cpu.cfg warms up for 2 epochs: --epochs=2 would end
+    # at the peak rate, never decaying.
+    with pytest.raises(UserError, match="--warmup_epochs=2 .*--epochs=2"):
+        classify.APP.parse(
+            ["prog", f"--flagfile={FLAG_DIR}/classifier_cpu.cfg", "--epochs=2"]
+        )

@@ -71,6 +71,50 @@ class ScaledBias(layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Whiten(layers.Layer):
+    """A 2x2 'valid' conv with a frozen kernel and a trainable bias.
+
+    The kernel is set from the training images (`whitening_kernel`) and is
+    a non-trainable weight, so it stays frozen after a save and reload.
+    """
+
+    def __init__(self, filters: int, kernel_size: int = WHITENING_SIZE, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size = filters, kernel_size
+
+    def build(self, input_shape):
+        shape = (self.kernel_size, self.kernel_size, input_shape[-1], self.filters)
+        self.kernel = self.add_weight(
+            shape=shape, initializer="zeros", trainable=False, name="kernel"
+        )
+        self.bias = self.add_weight(
+            shape=(self.filters,), initializer="zeros", name="bias"
+        )
+
+    def call(self, images):
+        kernel = tf.cast(self.kernel, images.dtype)
+        outputs = tf.nn.conv2d(images, kernel, strides=1, padding="VALID")
+        return outputs + tf.cast(self.bias, images.dtype)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        shrink = self.kernel_size - 1
+        return (
+            batch,
+            None if height is None else height - shrink,
+            None if width is None else width - shrink,
+            self.filters,
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+        }
+
+
 def whitening_kernel(images: np.ndarray, mean, std, eps: float = WHITENING_EPS):
     """The 2x2 conv kernel that whitens the training images' patches.
 
@@ -152,12 +196,9 @@ def build_airbench(
     x = layers.Normalization(mean=mean, variance=[s**2 for s in std], name="normalize")(
         images
     )
-    whiten = layers.Conv2D(
-        whitening.shape[-1], WHITENING_SIZE, padding="valid", name="whiten"
-    )
+    whiten = Whiten(whitening.shape[-1], name="whiten")
     x = layers.Activation("gelu", name="whiten_gelu")(whiten(x))
     whiten.kernel.assign(whitening)
-    whiten.kernel.trainable = False
     for group, group_width in enumerate((width, 4 * width, 4 * width), 1):
         x = _conv(group_width, f"group{group}_conv1")(x)
         x = layers.MaxPooling2D(2, name=f"group{group}_pool")(x)

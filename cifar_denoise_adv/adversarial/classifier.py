@@ -255,6 +255,27 @@ def check_classifier(model: keras.Model, name: str, log=lambda message: None):
     return logits
 
 
+# Below this clean accuracy on the attacked images, an attack's rates say
+# little: the apps say so in their output and metrics.json.
+WEAK_ACCURACY = 0.5
+
+
+def weak_classifier_warnings(accuracies: dict[str, tuple[float, int]]) -> list[str]:
+    """One warning per {images: (clean accuracy, count)} below WEAK_ACCURACY.
+
+    E.g. {"test images attacked": (0.18, 400)} gives "the classifier is right
+    on only 18.0% of the 400 test images attacked (below 50%): ...".
+    """
+    return [
+        f"the classifier is right on only {100 * accuracy:.1f}% of the {count} "
+        f"{images} (below {100 * WEAK_ACCURACY:.0f}%): an attack on a classifier "
+        "this weak says little about a trained one; train it longer "
+        "(flags/classifier_cpu.cfg) or check --classifier"
+        for images, (accuracy, count) in accuracies.items()
+        if accuracy < WEAK_ACCURACY
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class AttackConfig(config_lib.RunConfig):
     """Settings every attack job has: the classifier it attacks, batches, figures."""

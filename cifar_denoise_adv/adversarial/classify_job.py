@@ -21,7 +21,9 @@ from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import pipelines
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import runs
+from cifar_denoise_adv.core import schedules
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
@@ -140,7 +142,7 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
     config = config_lib.resolve(config)
     setup = training.start_run(config, log)
     train, validation = _pipelines(config, setup)
-    with training.precision_scope(config.precision), setup.strategy.scope():
+    with precision.precision_scope(config.precision), setup.strategy.scope():
         network = _build(config, setup)
         model = classifier.with_test_time_augmentation(network, config.tta)
     log(
@@ -155,9 +157,12 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
         run_dir=config.run_dir,
         callbacks=_callbacks(config, setup),
         verbose=verbose,
+        log=log,
     )
     images, labels = _arrays(setup.test_set)
-    export_error = training.finish_training(model, config.run_dir, images[:8])
+    export_error = training.finish_training(
+        model, config.run_dir, images[:8], names=("images", "logits")
+    )
     evaluation = evaluate(model, images, labels)
     accuracies = _other_accuracies(model, network, setup, images, labels)
     _figures(config, evaluation, labels)
@@ -250,7 +255,7 @@ def _build(config: ClassifyConfig, setup: training.RunStart) -> keras.Model:
     steps = setup.steps_per_epoch
     model.compile(
         optimizer=keras.optimizers.SGD(
-            training.schedule(
+            schedules.schedule(
                 config.schedule,
                 config.learning_rate,
                 total_steps=config.epochs * steps,

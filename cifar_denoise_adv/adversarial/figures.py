@@ -1,32 +1,90 @@
-"""Figures of the adversarial study: an attacked image, the fooling-rate sweep."""
+"""Figures of the adversarial study: an attacked image, v, the fooling-rate sweep."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.patches import Patch
 
 from cifar_denoise_adv.core import plots
 from cifar_denoise_adv.core.plots import plt
 
+TARGET_COLOR = "tab:red"
+TRUE_COLOR = "tab:blue"
+OTHER_COLOR = "tab:gray"
 
-def _top3_bars(axis, probabilities, class_names, highlight, title):
-    top = np.argsort(probabilities)[::-1][:3]
-    colors = ["tab:red" if c == highlight else "tab:gray" for c in top]
-    axis.barh(range(3), probabilities[top][::-1], color=colors[::-1])
-    axis.set_yticks(range(3), [class_names[c] for c in top][::-1], fontsize=8)
+
+def _class_bars(axis, probabilities, class_names, true_label, target_label, when):
+    """The top 3 classes' probabilities, and the target's and true class's.
+
+    Sorted by probability, the most likely on top; the target in red, the
+    true class in blue (the legend says so).
+    """
+    shown = [int(c) for c in np.argsort(probabilities)[::-1][:3]]
+    added = []
+    for label, name in ((target_label, "target"), (true_label, "true class")):
+        if label is not None and label not in shown:
+            shown.append(int(label))
+            added.append(name)
+    shown.sort(key=lambda c: -probabilities[c])
+    colors = [
+        TARGET_COLOR
+        if c == target_label
+        else TRUE_COLOR
+        if c == true_label
+        else OTHER_COLOR
+        for c in shown
+    ]
+    rows = range(len(shown))
+    axis.barh(rows, probabilities[shown][::-1], color=colors[::-1])
+    axis.set_yticks(rows, [class_names[c] for c in shown][::-1], fontsize=8)
     axis.set_xlim(0, 1)
     axis.set_xlabel("probability", fontsize=8)
     axis.tick_params(axis="x", labelsize=7)
-    for rank, c in enumerate(top[::-1]):
+    for row, c in enumerate(shown[::-1]):
         axis.text(
             min(probabilities[c] + 0.02, 0.75),
-            rank,
+            row,
             f"{probabilities[c]:.2f}",
             va="center",
             fontsize=7,
         )
-    axis.set_title(title, fontsize=9)
+    axis.set_title(" + ".join([f"{when}: top 3", *added]), fontsize=9)
+
+
+def _legend(axis, class_names, true_label, target_label):
+    handles = [Patch(color=TRUE_COLOR, label=f"true class ({class_names[true_label]})")]
+    if target_label is not None:
+        name = class_names[target_label]
+        handles.insert(0, Patch(color=TARGET_COLOR, label=f"target ({name})"))
+    handles.append(Patch(color=OTHER_COLOR, label="other classes"))
+    axis.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        fontsize=7,
+        frameon=False,
+    )
+
+
+def perturbation_colorbar(figure, axis, scale: float, label: str = "") -> None:
+    """A colour bar for an image drawn as 0.5 + scale * d (`plots.magnify`).
+
+    Mid-grey is 0; the bar's ends are the values shown at black and white,
+    +-0.5 / scale, in 1/255 pixel units.
+    """
+    limit = 0.5 / scale * 255
+    mappable = ScalarMappable(Normalize(-limit, limit), cmap="gray")
+    figure.colorbar(
+        mappable,
+        ax=axis,
+        fraction=0.046,
+        pad=0.04,
+        label=label or "value per channel (x 1/255)",
+    )
 
 
 def adversarial_example(
@@ -40,12 +98,15 @@ def adversarial_example(
     scale: float,
     title: str = "",
 ):
-    """Image, perturbed image, perturbation (x scale) and top-3 outputs.
+    """Image, perturbed image, perturbation (x scale) and the class probabilities.
 
-    The target class (or, untargeted, the true class) is drawn in red.
+    The bar charts show the top 3 classes before and after, and always the
+    target's and the true class's probability; the target is red, the true
+    class blue, the others grey, as the legend says. The perturbation has a
+    colour bar in 1/255 pixel units.
     """
     figure, axes = plt.subplots(
-        1, 5, figsize=(13, 2.9), gridspec_kw={"width_ratios": [1, 1, 1, 1.25, 1.25]}
+        1, 5, figsize=(14.5, 2.9), gridspec_kw={"width_ratios": [1, 1, 1, 1.25, 1.25]}
     )
     perturbation = adversarial - original
     panels = [
@@ -58,13 +119,68 @@ def adversarial_example(
         axis.set_xticks([])
         axis.set_yticks([])
         axis.set_title(label, fontsize=9)
-    highlight = target_label if target_label is not None else true_label
-    _top3_bars(axes[3], probabilities_before, class_names, highlight, "before (top 3)")
-    _top3_bars(axes[4], probabilities_after, class_names, highlight, "after (top 3)")
+    perturbation_colorbar(figure, axes[2], scale, "x 1/255")
+    for axis, probabilities, when in (
+        (axes[3], probabilities_before, "before"),
+        (axes[4], probabilities_after, "after"),
+    ):
+        _class_bars(axis, probabilities, class_names, true_label, target_label, when)
+    _legend(axes[4], class_names, true_label, target_label)
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def universal_perturbation(v: np.ndarray, scale: float):
+    """The universal perturbation v as 0.5 + scale * v, with its colour bar."""
+    figure, axis = plt.subplots(figsize=(4.4, 3.6))
+    axis.imshow(plots.magnify(v, scale), interpolation="nearest")
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.set_title(f"v x{scale:.3g} + 0.5 (mid-grey: 0)", fontsize=9)
+    axis.set_xlabel(f"max |v| = {np.abs(v).max() * 255:.1f}/255", fontsize=8)
+    perturbation_colorbar(figure, axis, scale)
+    figure.tight_layout()
+    return figure
+
+
+def fooled_first(clean: np.ndarray, perturbed: np.ndarray, count: int) -> np.ndarray:
+    """Indices of `count` example images, the fooled ones (label changed) first."""
+    return np.argsort(clean == perturbed, kind="stable")[:count]
+
+
+def universal_examples(images, labels, clean, perturbed, v, count, class_names):
+    """Test images x and x + v, fooled ones first; the title says which are.
+
+    Args:
+      images: float32 [N, H, W, C] in [0, 1].
+      labels: int [N] true classes.
+      clean: int [N] predictions on x.
+      perturbed: int [N] predictions on clip(x + v, 0, 1).
+      v: float32 [H, W, C], the universal perturbation.
+      count: rows (at most N).
+      class_names: a name per class.
+    """
+    rows, captions = [], []
+    shown = fooled_first(clean, perturbed, count)
+    for i in shown:
+        rows.append([images[i], np.clip(images[i] + v, 0.0, 1.0)])
+        captions.append(
+            [
+                f"{class_names[labels[i]]}: predicted {class_names[clean[i]]}",
+                f"predicted {class_names[perturbed[i]]}",
+            ]
+        )
+    fooled = int(np.sum(clean[shown] != perturbed[shown]))
+    total = f"{int(np.sum(clean != perturbed))} of {len(clean)} fooled"
+    if fooled == len(shown):
+        title = f"fooled test images ({total})"
+    elif fooled:
+        title = f"test images ({total}): the {fooled} fooled ones first"
+    else:
+        title = f"test images: none fooled ({total})"
+    return plots.image_grid(rows, captions, ["test image x", "x + v"], title=title)
 
 
 def fooling_sweep(results: dict):

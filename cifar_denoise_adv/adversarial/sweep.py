@@ -17,6 +17,7 @@ from cifar_denoise_adv.adversarial.universal_job import UniversalConfig
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import runs
+from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.errors import UserError
 
 SWEEP_FILE = "sweep.json"
@@ -89,7 +90,8 @@ def sweep(
     same settings, classifier (its metrics.json digest) and data is reused.
     Reports, per method, the xi at which the training-set rate reaches
     `level` (interpolated on the grid; None if the grid never reaches it).
-    Writes sweep.json, sweep.png and flags.cfg into run_dir.
+    Writes sweep.json, sweep.png, flags.cfg and tb/ (the rates against xi)
+    into run_dir.
 
     Returns:
       The results written to sweep.json.
@@ -120,6 +122,7 @@ def sweep(
     # Reused runs included: what the sweep cost, whichever invocation paid.
     results["compute_seconds"] = sum(sum(results[m]["seconds"]) for m in METHODS)
     _log_budgets(results, xis, level, log)
+    _tensorboard(config.run_dir, results)
     outputs.save_figure(
         figures.fooling_sweep(results), os.path.join(config.run_dir, "sweep.png")
     )
@@ -142,6 +145,20 @@ def _sub_run(config: UniversalConfig, method: str, xi: float, identity, log) -> 
         return metrics
     log(f"sweep: {method} at xi {xi * 255:.1f}/255")
     return universal_job.run(sub_config, log)
+
+
+def _tensorboard(run_dir: str, results: dict) -> None:
+    """Fooling rate against xi as TensorBoard scalars: step = xi x 255, rounded."""
+    for i, xi in enumerate(results["xi"]):
+        scalars = {
+            f"fooling_rate_vs_xi/{method}_{split}": results[method][split][i]
+            for method in (*METHODS, "random", "chessboard")
+            if method in results
+            for split in ("train", "test")
+        }
+        summaries.write(
+            summaries.log_dir(run_dir), scalars=scalars, step=round(xi * 255)
+        )
 
 
 def _log_budgets(results: dict, xis: list[float], level: float, log) -> None:

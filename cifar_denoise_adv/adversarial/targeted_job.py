@@ -173,6 +173,11 @@ def _summary(values: np.ndarray) -> dict:
 def run(config: TargetedConfig, log=lambda message: None) -> dict:
     """Attacks the chosen test images; writes figures, tb/ and metrics.json.
 
+    tb/ holds the rates and the mean PSNR as scalars and the examples as
+    original | perturbed | perturbation grids; a line (and metrics.json's
+    "warnings") says when the classifier is right on fewer than half of the
+    images.
+
     Returns:
       The record written to metrics.json.
     """
@@ -189,11 +194,33 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
     )
     targets = choose_targets(config, logits, labels)
     log(f"{config.attack}: {len(indices)} test images, eps {config.epsilon}")
+    accuracy = {
+        "chosen": float(np.mean(logits.argmax(1) == labels)),
+        "all_test": float(np.mean(all_logits.argmax(1) == all_labels)),
+    }
+    warnings = classifier.weak_classifier_warnings(
+        {
+            "test images attacked": (accuracy["chosen"], len(labels)),
+            "test images": (accuracy["all_test"], len(all_labels)),
+        }
+    )
+    for warning in warnings:
+        log(f"warning: {warning}")
     attack_start = time.perf_counter()
     adversarial = attack(config, model, images, targets)
     attack_seconds = time.perf_counter() - attack_start
     logits_after = model.predict(adversarial, batch_size=256, verbose=0)
     measured = _measure(images, adversarial, labels, targets, logits_after)
+    rates = ("targeted_success_rate", "untargeted_misclassification_rate")
+    summaries.write(
+        summaries.log_dir(config.run_dir),
+        scalars={
+            **{name: measured[name] for name in rates},
+            "mean_psnr_perturbed_vs_original_db": measured[
+                "psnr_perturbed_vs_original_db"
+            ]["mean"],
+        },
+    )
     _figures(
         config, indices, images, adversarial, labels, targets, logits, logits_after
     )
@@ -208,7 +235,9 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
             "images_chosen": (
                 "given indices" if config.indices else "random correctly classified"
             ),
-            "clean_accuracy_on_chosen": float(np.mean(logits.argmax(1) == labels)),
+            "clean_accuracy_on_chosen": accuracy["chosen"],
+            "clean_accuracy_all_test": accuracy["all_test"],
+            "warnings": warnings,
             **measured,
             "perturbation_figure_scale": _scale(config),
             "attack_seconds": attack_seconds,

@@ -18,18 +18,20 @@ import time
 import numpy as np
 
 from cifar_denoise_adv.adversarial import attacks
+from cifar_denoise_adv.adversarial import baselines
 from cifar_denoise_adv.adversarial import classifier
+from cifar_denoise_adv.adversarial import figures
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
 from cifar_denoise_adv.core import runs
+from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
 METHODS = ("deepfool", "sgd")
 NORMS = ("linf", "l2")
-CHESSBOARD_SQUARES = (1, 2, 4, 8)
 FOOLING_DEFINITION = (
     "an image is fooled when the classifier's prediction on clip(x + v, 0, 1) "
     "differs from its prediction on x"
@@ -194,23 +196,6 @@ def _predictions(model_fn, images, v, batch_size):
     return clean, perturbed
 
 
-def _examples_figure(images, labels, clean, perturbed, v, count):
-    rows, captions = [], []
-    order = np.argsort(clean == perturbed, kind="stable")  # fooled ones first
-    names = data.CLASS_NAMES
-    for i in order[:count]:
-        rows.append([images[i], np.clip(images[i] + v, 0.0, 1.0)])
-        captions.append(
-            [
-                f"{names[labels[i]]}: predicted {names[clean[i]]}",
-                f"predicted {names[perturbed[i]]}",
-            ]
-        )
-    return plots.image_grid(
-        rows, captions, ["test image x", "x + v"], title="unseen test images"
-    )
-
-
 def _perturbation_scale(v: np.ndarray) -> float:
     return 0.5 / max(float(np.abs(v).max()), 1e-8)
 
@@ -221,7 +206,7 @@ def classifier_digest(classifier_dir: str) -> str | None:
 
 
 def run(config: UniversalConfig, log=lambda message: None) -> dict:
-    """Computes v, measures fooling rates, writes v, figures and metrics.json.
+    """Computes v, measures fooling rates, writes v, figures, tb/, metrics.json.
 
     With `sweep_xi`, runs the sweep instead (`sweep.sweep`).
 
@@ -241,19 +226,28 @@ def _one_perturbation(config: UniversalConfig, log) -> dict:
     start = time.time()
     model = classifier.load_classifier(config.classifier, log)
     data_dir = config.data_dir or None
-    train_x, _ = data.load_arrays("train", data_dir, config.max_train_images or None)
+    train_x, train_y = data.load_arrays(
+        "train", data_dir, config.max_train_images or None
+    )
     test_x, test_y = data.load_arrays("test", data_dir, config.max_test_images or None)
     log(
         f"{config.method} UAP, {config.norm} xi = {config.xi * 255:.1f}/255, "
         f"{len(train_x)} training images, {len(test_x)} test images"
     )
+    tb = summaries.log_dir(config.run_dir)
     compute_start = time.perf_counter()
-    v, history = compute(config, model, train_x, _progress_logger(log))
+    v, history = compute(config, model, train_x, _progress(log, tb))
     compute_seconds = time.perf_counter() - compute_start
-    rates = _rates(config, model, v, {"train": train_x, "test": test_x})
+    rates = baselines.fooling_rates(
+        config, model, v, {"train": train_x, "test": test_x}
+    )
     clean, perturbed = _predictions(model, test_x, v, config.batch_size)
-    flows = fooled_flows(clean, perturbed)
+    accuracy, warnings = _clean_accuracy(config, model, train_x, train_y, test_y, clean)
+    for warning in warnings:
+        log(f"warning: {warning}")
+    flows = baselines.fooled_flows(clean, perturbed)
     _figures(config, v, flows, test_x, test_y, clean, perturbed)
+    _tensorboard(tb, config, v, rates, history["passes"], test_x, clean, perturbed)
     record = outputs.write_record(
         config,
         "universal",
@@ -264,6 +258,8 @@ def _one_perturbation(config: UniversalConfig, log) -> dict:
             "settings": settings(config),
             "images": {"train": len(train_x), "test": len(test_x)},
             "fooling_definition": FOOLING_DEFINITION,
+            "clean_accuracy": accuracy,
+            "warnings": warnings,
             **rates,
             "v_linf": float(np.abs(v).max()),
             "v_l2": float(np.sqrt(np.sum(v.astype(np.float64) ** 2))),
@@ -274,24 +270,13 @@ def _one_perturbation(config: UniversalConfig, log) -> dict:
         },
         start,
     )
-    log(_rates_line(rates))
+    log(baselines.rates_line(rates))
     return record
 
 
-def _rates_line(rates: dict) -> str:
-    line = (
-        f"fooling rate on unseen test images {100 * rates['fooling_rate_test']:.1f}% "
-        f"(training images {100 * rates['fooling_rate_train']:.1f}%); same norm: "
-        f"random signs {100 * rates['random_noise_fooling_rate_test']:.1f}%, "
-        f"chessboard ({rates['chessboard_square']} px) "
-        f"{100 * rates['chessboard_fooling_rate_test']:.1f}% (test)"
-    )
-    if not rates["beats_baselines_test"]:
-        line += "; v does NOT beat both baselines on the test images"
-    return line
+def _progress(log, tb: str):
+    """Each pass (epoch): a line, and the fooling rate in TensorBoard."""
 
-
-def _progress_logger(log):
     def progress(info: dict) -> None:
         log(
             " ".join(
@@ -299,56 +284,49 @@ def _progress_logger(log):
                 for k, v in info.items()
             )
         )
+        summaries.write(
+            tb,
+            scalars={"fooling_rate/train_after_each_pass": info["fooling_rate"]},
+            step=info["pass"],
+        )
 
     return progress
 
 
-def _rates(config: UniversalConfig, model, v, images_by_split: dict) -> dict:
-    """Fooling rates of v and of two baselines of the same norm, per split.
-
-    The baselines are what any perturbation of the budget reaches for free:
-    random signs (`random_perturbation_like`) and a chessboard pattern
-    (`chessboard_perturbation`), whose square size is the one of
-    CHESSBOARD_SQUARES that fools most of the training images (chosen on
-    the images v is computed on, like v itself).
-    """
-    shape, rate = v.shape, attacks.fooling_rate
-    noise = attacks.random_perturbation_like(shape, config.xi, config.p, config.seed)
-    boards = {
-        square: attacks.chessboard_perturbation(shape, config.xi, config.p, square)
-        for square in CHESSBOARD_SQUARES
+def _clean_accuracy(config, model, train_x, train_y, test_y, clean_test):
+    """Clean accuracy on the images used, and warnings when it is below 50%."""
+    clean_train = np.asarray(attacks.predict_labels(model, train_x, config.batch_size))
+    accuracy = {
+        "train": float(np.mean(clean_train == train_y)),
+        "test": float(np.mean(clean_test == test_y)),
     }
-    train = images_by_split["train"]
-    by_square = {s: rate(model, train, b, config.batch_size) for s, b in boards.items()}
-    square = max(by_square, key=lambda s: (by_square[s], -s))
-    rates = {}
-    for name, pattern in (
-        ("", v),
-        ("random_noise_", noise),
-        ("chessboard_", boards[square]),
-    ):
-        for split, images in images_by_split.items():
-            rates[f"{name}fooling_rate_{split}"] = rate(
-                model, images, pattern, config.batch_size
-            )
-    rates["chessboard_square"] = square
-    rates["chessboard_fooling_rate_train_by_square"] = by_square
-    baselines = max(
-        rates["random_noise_fooling_rate_test"], rates["chessboard_fooling_rate_test"]
+    warnings = classifier.weak_classifier_warnings(
+        {
+            "training images v is computed on": (accuracy["train"], len(train_y)),
+            "test images": (accuracy["test"], len(test_y)),
+        }
     )
-    rates["beats_baselines_test"] = rates["fooling_rate_test"] > baselines
-    return rates
+    return accuracy, warnings
 
 
-def fooled_flows(clean: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
-    """[10, 10] counts of fooled images: row = clean prediction, column = new one.
-
-    Its sum is the number of fooled images and its diagonal is zero.
-    """
-    fooled = clean != perturbed
-    flows = np.zeros((data.NUM_CLASSES, data.NUM_CLASSES), np.int64)
-    np.add.at(flows, (clean[fooled], perturbed[fooled]), 1)
-    return flows
+def _tensorboard(tb, config, v, rates, passes, test_x, clean, perturbed) -> None:
+    """The rates, v (scaled as in perturbation.png) and fooled examples."""
+    shown = figures.fooled_first(clean, perturbed, config.num_examples)
+    summaries.write(
+        tb,
+        scalars={
+            f"final/{name}": rate
+            for name, rate in rates.items()
+            if "fooling_rate" in name and isinstance(rate, float)
+        },
+        images={
+            "perturbation_v_scaled": plots.magnify(v, _perturbation_scale(v))[None],
+            "fooled_test_images_first/x_and_x_plus_v": summaries.side_by_side(
+                test_x[shown], np.clip(test_x[shown] + v, 0.0, 1.0)
+            ),
+        },
+        step=passes,
+    )
 
 
 def _figures(config, v, flows, test_x, test_y, clean, perturbed) -> None:
@@ -358,12 +336,7 @@ def _figures(config, v, flows, test_x, test_y, clean, perturbed) -> None:
     ) as path:
         np.save(path, v.astype(np.float32))
     outputs.save_figure(
-        plots.image_grid(
-            [[plots.magnify(v, scale)]],
-            [[f"max |v| = {np.abs(v).max() * 255:.1f}/255"]],
-            [f"v x{scale:.3g} + 0.5"],
-            cell_inches=3.2,
-        ),
+        figures.universal_perturbation(v, scale),
         os.path.join(config.run_dir, "perturbation.png"),
     )
     outputs.save_figure(
@@ -377,6 +350,8 @@ def _figures(config, v, flows, test_x, test_y, clean, perturbed) -> None:
         os.path.join(config.run_dir, "fooled_flows.png"),
     )
     outputs.save_figure(
-        _examples_figure(test_x, test_y, clean, perturbed, v, config.num_examples),
+        figures.universal_examples(
+            test_x, test_y, clean, perturbed, v, config.num_examples, data.CLASS_NAMES
+        ),
         os.path.join(config.run_dir, "examples.png"),
     )

@@ -108,10 +108,14 @@ def installed_flag_dir() -> str:
 
 
 def find_flagfile(path: str, relative_to: str | None = None) -> str:
-    """The flag file that `path` names.
+    """The flag file that `path` names, as an absolute path.
 
-    Looked up relative to `relative_to` (the including file's folder), then
-    the working folder, then the installed flag files.
+    A flag file's own `--flagfile=` line (`relative_to` is that file's
+    folder) is looked up beside that file, never in the working folder, so
+    the same file means the same flags from any folder; a command line's is
+    looked up in the working folder. Either then falls back on the installed
+    flag files, by name (`resnet.cfg`, or `flags/resnet.cfg` from another
+    folder).
 
     Raises:
       UserError: naming the file, when none of those exists.
@@ -123,7 +127,8 @@ def find_flagfile(path: str, relative_to: str | None = None) -> str:
     else:
         if relative_to is not None:
             candidates.append(os.path.join(relative_to, expanded))
-        candidates.append(os.path.abspath(expanded))
+        else:
+            candidates.append(os.path.abspath(expanded))
         candidates.append(os.path.join(installed_flag_dir(), expanded))
         # 'flags/resnet.cfg' from another folder: the installed copy.
         candidates.append(
@@ -254,7 +259,16 @@ class App:
 
     def main(self) -> None:
         """Runs the app on sys.argv (the console script's and `-m`'s entry)."""
-        run_app(self.config, self.job, self.name, self.exit_status)
+        run_app(self.config, self.job, self.name, self.exit_status, self._doc())
+
+    def _doc(self) -> str | None:
+        """The docstring of the module that defines this app (its usage)."""
+        for name, module in list(sys.modules.items()):
+            if name.startswith(__package__.split(".")[0]) and (
+                getattr(module, "APP", None) is self
+            ):
+                return module.__doc__
+        return None
 
 
 def run_app(
@@ -262,15 +276,21 @@ def run_app(
     job: Callable,
     app_name: str,
     exit_status: Callable[[object], int] = lambda record: 0,
+    usage: str | None = None,
 ) -> None:
     """The absl app of a job: flags from `config_cls`, then `job(config)`.
 
     Defines the flags on absl's global registry (only the app's own, so an
     unknown flag is an error naming it), expands flag files, builds the
-    config and calls `job(config, log=print)`.
+    config and calls `job(config, log=print)`. `usage` (the app module's
+    docstring) heads --help when `__main__` has none, as in a console script.
     """
-    # absl's --help lists the flags of the module named by sys.argv[0].
+    # absl's --help lists the flags of the module named by sys.argv[0], under
+    # the docstring of __main__.
     define_flags(config_cls, flags.FLAGS, sys.argv[0])
+    main_module = sys.modules.get("__main__")
+    if usage and main_module is not None and not main_module.__doc__:
+        main_module.__doc__ = usage
 
     @exit_on_user_error
     def parse(argv):

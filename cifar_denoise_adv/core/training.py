@@ -1,27 +1,30 @@
 """Training helpers shared by the training jobs.
 
-The settings every training job has (`TrainingConfig`), strategy, schedule,
-resumable fit, throughput, and the end of training: atomic `.keras` save,
-SavedModel export and the reload check.
+The settings every training job has (`TrainingConfig`), strategy,
+resumable fit, throughput, and the end of training: the `.keras` save and
+SavedModel export (`core.export`) and the reload check.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import shutil
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from cifar_denoise_adv.core import callbacks as callbacks_lib
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import console
 from cifar_denoise_adv.core import data
+from cifar_denoise_adv.core import export
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import pipelines
+from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import progress
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
@@ -30,9 +33,6 @@ BACKUP_DIR = "backup"
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
 STRATEGIES = ("default", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-# A SavedModel that differs from its Keras model by more than this fails the run.
-EXPORT_TOLERANCE = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,7 @@ class TrainingConfig(config_lib.RunConfig):
         "Keras mixed-precision policy: float32, mixed_bfloat16 (CPUs with "
         "AVX512_BF16/AMX, GPUs of compute capability >= 8.0) or mixed_float16 "
         "(GPUs); weights, outputs and the loss stay float32.",
-        choices=PRECISIONS,
+        choices=precision.PRECISIONS,
     )
     strategy: str = setting(
         "default",
@@ -80,6 +80,14 @@ class TrainingConfig(config_lib.RunConfig):
     num_examples: int = setting(
         6, "Rows of the example figures.", low=1, defines_result=False
     )
+
+    def validate(self):
+        if self.warmup_epochs >= self.epochs:
+            raise UserError(
+                f"--warmup_epochs={self.warmup_epochs:g} is not shorter than "
+                f"--epochs={self.epochs}: the learning rate would still be rising "
+                "when the run ends; give fewer warm-up epochs or more epochs."
+            )
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -100,67 +108,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise UserError(f"--strategy={name}: expected default, mirrored or multi_worker.")
-
-
-def warmup_cosine(
-    peak_learning_rate: float, total_steps: int, warmup_steps: int = 0
-) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warm-up to the peak, then cosine decay to 0 at `total_steps`."""
-    warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup_steps else peak_learning_rate,
-        decay_steps=max(total_steps - warmup_steps, 1),
-        alpha=0.0,
-        warmup_target=peak_learning_rate if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
-
-
-@keras.saving.register_keras_serializable(package="cifar_denoise_adv")
-class Triangle(keras.optimizers.schedules.LearningRateSchedule):
-    """Piecewise-linear rate: start x peak -> peak at `peak_at` -> end x peak.
-
-    airbench94's schedule (K. Jordan 2024): from 0.2 of the peak up to the
-    peak at 23% of the steps, then down to 0.07 of the peak at the last step.
-    """
-
-    def __init__(
-        self,
-        peak_learning_rate: float,
-        total_steps: int,
-        start: float = 0.2,
-        end: float = 0.07,
-        peak_at: float = 0.23,
-    ):
-        self.peak_learning_rate = peak_learning_rate
-        self.total_steps = total_steps
-        self.start, self.end, self.peak_at = start, end, peak_at
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        peak_step = max(self.peak_at * self.total_steps, 1.0)
-        rising = self.start + (1.0 - self.start) * step / peak_step
-        falling = 1.0 + (self.end - 1.0) * (step - peak_step) / max(
-            self.total_steps - peak_step, 1.0
-        )
-        fraction = tf.where(step < peak_step, rising, falling)
-        return self.peak_learning_rate * tf.maximum(fraction, self.end)
-
-    def get_config(self):
-        return {
-            "peak_learning_rate": self.peak_learning_rate,
-            "total_steps": self.total_steps,
-            "start": self.start,
-            "end": self.end,
-            "peak_at": self.peak_at,
-        }
-
-
-def schedule(name: str, peak: float, total_steps: int, warmup_steps: int):
-    """The learning-rate schedule --schedule names (see TrainingConfig)."""
-    if name == "triangle":
-        return Triangle(peak, total_steps)
-    return warmup_cosine(peak, total_steps, warmup_steps)
 
 
 def completed_epochs(run_dir: str) -> int:
@@ -208,7 +155,7 @@ def start_run(config: TrainingConfig, log) -> RunStart:
     """
     outputs.make_run_dir(config.run_dir)
     keras.utils.set_random_seed(config.seed)
-    check_precision(config.precision)
+    precision.check_precision(config.precision)
     strategy = make_strategy(config.strategy)
     data_dir = config.data_dir or None
     images, labels = data.load_arrays(
@@ -236,67 +183,6 @@ def start_run(config: TrainingConfig, log) -> RunStart:
     )
 
 
-def _cpu_has_bfloat16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = f.read()
-    except OSError:
-        return True  # cannot tell (not Linux): let TensorFlow decide
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def check_precision(precision: str) -> None:
-    """Refuses a mixed precision the devices here cannot run fast.
-
-    mixed_float16 needs a GPU (CPUs emulate float16 matmuls, slower than
-    float32); mixed_bfloat16 needs a GPU of compute capability >= 8.0 or a
-    CPU with AVX512_BF16 or AMX-BF16 when there is no GPU.
-
-    Raises:
-      UserError: naming --precision and what the machine has.
-    """
-    if precision == "float32":
-        return
-    gpus = tf.config.list_physical_devices("GPU")
-    if precision == "mixed_float16" and not gpus:
-        raise UserError(
-            "--precision=mixed_float16 needs a GPU (this machine has none; CPUs "
-            "emulate float16): use float32, or mixed_bfloat16 on a CPU with "
-            "AVX512_BF16."
-        )
-    if precision == "mixed_bfloat16":
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            capability = details.get("compute_capability", (8, 0))
-            if tuple(capability) < (8, 0):
-                raise UserError(
-                    "--precision=mixed_bfloat16 needs a GPU of compute capability "
-                    f">= 8.0 (this one: {capability}): use mixed_float16."
-                )
-        elif not _cpu_has_bfloat16():
-            raise UserError(
-                "--precision=mixed_bfloat16: this CPU has no AVX512_BF16 or "
-                "AMX-BF16 units, so bfloat16 would be emulated and slower: use "
-                "float32."
-            )
-
-
-@contextlib.contextmanager
-def precision_scope(precision: str):
-    """Builds models under a Keras dtype policy, restoring the previous one.
-
-    Layers made inside compute in the policy's dtype (bfloat16 or float16)
-    and keep float32 weights; model builders give their output layers
-    dtype="float32", so outputs and losses stay float32.
-    """
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def fit_resumable(
     model: keras.Model,
     train: tf.data.Dataset,
@@ -306,6 +192,7 @@ def fit_resumable(
     run_dir: str,
     callbacks: list[keras.callbacks.Callback] = (),
     verbose="auto",
+    log: Callable[[str], None] = lambda message: None,
 ) -> dict:
     """model.fit that continues where an interrupted run in run_dir stopped.
 
@@ -315,6 +202,10 @@ def fit_resumable(
     more and goes on to evaluation). Each epoch's logs and training seconds
     are kept beside it (`progress.EpochRecord`), so a run killed at any
     point and resumed reports every epoch.
+
+    verbose="auto": Keras's progress bar on a terminal; elsewhere (a log
+    file, a pipe) one line per epoch to `log` instead. Each epoch's logs
+    (history, TensorBoard, those lines) carry the learning rate it used.
 
     Returns:
       {"history": per-epoch logs of every epoch, "train_seconds": seconds of
@@ -326,6 +217,10 @@ def fit_resumable(
     record = progress.EpochRecord(
         backup_dir, progress.completed(backup_dir, resumed_from)
     )
+    lines = []
+    if verbose == "auto":
+        verbose = 1 if console.is_terminal() else 0
+        lines = [] if verbose else [callbacks_lib.EpochLines(epochs, log)]
     model.fit(
         train,
         validation_data=validation,
@@ -333,6 +228,7 @@ def fit_resumable(
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles
         callbacks=[
+            callbacks_lib.LearningRateUsed(),  # before those that read it
             record,  # before the backup: progress never lacks a backed-up epoch
             keras.callbacks.BackupAndRestore(
                 backup_dir,
@@ -341,8 +237,9 @@ def fit_resumable(
                 # so a kill during the write loses nothing.
                 double_checkpoint=True,
             ),
-            keras.callbacks.TensorBoard(os.path.join(run_dir, "tb")),
+            callbacks_lib.TensorBoard(os.path.join(run_dir, "tb")),
             *callbacks,
+            *lines,
         ],
     )
     return {
@@ -353,37 +250,17 @@ def fit_resumable(
     }
 
 
-def save_keras(model: keras.Model, path: str) -> None:
-    """model.save to a .keras file, atomically."""
-    with outputs.atomic_path(path, suffix=".keras") as temporary:
-        model.save(temporary)
-
-
-def export_saved_model(model: keras.Model, path: str) -> None:
-    """model.export as a TF SavedModel folder, swapped into place whole."""
-    temporary = f"{path}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.export(temporary, format="tf_saved_model", verbose=False)
-    previous = f"{path}.old"
-    if os.path.exists(path):
-        os.replace(path, previous)
-    os.replace(temporary, path)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
-def saved_model_difference(model: keras.Model, path: str, sample: np.ndarray) -> float:
-    """Max |Keras model - reloaded SavedModel| on `sample` (should be ~0)."""
-    reloaded = tf.saved_model.load(path)
-    expected = model.predict(sample, verbose=0)
-    actual = reloaded.serve(tf.constant(sample)).numpy()
-    return float(np.max(np.abs(expected - actual)))
-
-
-def finish_training(model: keras.Model, run_dir: str, sample: np.ndarray) -> float:
+def finish_training(
+    model: keras.Model,
+    run_dir: str,
+    sample: np.ndarray,
+    names: tuple[str, str] = ("inputs", "outputs"),
+) -> float:
     """The end of every training run: save, export, check the export.
 
-    Saves run_dir/model.keras, exports run_dir/saved_model/, reloads the
-    SavedModel and compares it with the Keras model on `sample`.
+    Saves run_dir/model.keras, exports run_dir/saved_model/ (its signature's
+    input and output named by `names`), reloads the SavedModel and compares
+    it with the Keras model on `sample`.
 
     Returns:
       The largest absolute difference found.
@@ -391,11 +268,11 @@ def finish_training(model: keras.Model, run_dir: str, sample: np.ndarray) -> flo
     Raises:
       RuntimeError: when it exceeds EXPORT_TOLERANCE (the export is wrong).
     """
-    save_keras(model, os.path.join(run_dir, KERAS_FILE))
+    export.save_keras(model, os.path.join(run_dir, KERAS_FILE))
     export_dir = os.path.join(run_dir, SAVED_MODEL_DIR)
-    export_saved_model(model, export_dir)
-    difference = saved_model_difference(model, export_dir, sample)
-    if difference > EXPORT_TOLERANCE:
+    export.export_saved_model(model, export_dir, names)
+    difference = export.saved_model_difference(model, export_dir, sample)
+    if difference > export.EXPORT_TOLERANCE:
         raise RuntimeError(
             f"the SavedModel in {export_dir} differs from the Keras model by "
             f"{difference:g} on the same inputs."

@@ -19,7 +19,9 @@ from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import keras_files
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import runs
+from cifar_denoise_adv.core import schedules
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
@@ -98,7 +100,7 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
     config = config_lib.resolve(config)
     setup = training.start_run(config, log)
     train, validation, test = _pipelines(config, setup)
-    with training.precision_scope(config.precision), setup.strategy.scope():
+    with precision.precision_scope(config.precision), setup.strategy.scope():
         model = _build(config, setup.steps_per_epoch, log, resumed=bool(setup.done))
     log(
         f"{model.name}: {model.count_params():,} parameters, {setup.num_train} "
@@ -112,8 +114,11 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
         run_dir=config.run_dir,
         callbacks=_image_grids(config, validation),
         verbose=verbose,
+        log=log,
     )
-    export_error = training.finish_training(model, config.run_dir, test.noisy[:8])
+    export_error = training.finish_training(
+        model, config.run_dir, test.noisy[:8], names=("noisy", "denoised")
+    )
     evaluation = _evaluate(model, test)
     _figures(config, test, evaluation)
     record = outputs.write_record(
@@ -208,7 +213,7 @@ def _build(config: DenoiseConfig, steps_per_epoch: int, log, resumed: bool):
         use_skips=config.arch == "resnet",
         downscale=config.downscale,
     )
-    schedule = training.warmup_cosine(
+    schedule = schedules.warmup_cosine(
         config.learning_rate,
         total_steps=config.epochs * steps_per_epoch,
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),

@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import export
 from cifar_denoise_adv.core import keras_files
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import training
@@ -131,19 +132,16 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         # Keep the loaded object alive: its functions reference its variables.
         loaded = tf.saved_model.load(path)
-        serve = getattr(loaded, "serve", None)
-        probe = tf.zeros([1, 32, 32, 3])
+        probe = np.zeros([1, 32, 32, 3], np.float32)
         try:
-            output = serve(probe)
+            output = export.serve(loaded, probe)
         except Exception as error:  # noqa: BLE001 - whatever a foreign program raises
             raise UserError(
                 f"--model={path}: this SavedModel does not map [1, 32, 32, 3] images "
                 f"({type(error).__name__}); expected a denoiser of the denoise app."
             ) from None
         _check_denoiser(path, [probe], [output])
-        return lambda images: np.clip(
-            loaded.serve(tf.constant(images)).numpy(), 0.0, 1.0
-        )
+        return lambda images: np.clip(export.serve(loaded, images), 0.0, 1.0)
     raise UserError(
         f"--model={path}: not found, or not a run folder, .keras file or SavedModel."
     )

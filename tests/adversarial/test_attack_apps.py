@@ -17,6 +17,7 @@ from cifar_denoise_adv.adversarial import universal_job
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core.errors import UserError
+from tests.conftest import tensorboard_events
 from tests.conftest import write_cifar
 
 
@@ -66,9 +67,16 @@ def test_targeted_app_writes_every_promised_output(classifier_run, tmp_path, att
             "--num_examples=4",
         ]
     )
-    targeted.APP.job(config, log=_quiet)
+    logged = []
+    targeted.APP.job(config, log=logged.append)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["method"] == attack and metrics["images"] == 4
+    # The rates in TensorBoard too, and a warning when the classifier is weak.
+    events = tensorboard_events(run_dir / "tb")
+    for name in ("targeted_success_rate", "untargeted_misclassification_rate"):
+        assert events[name] == [(0, pytest.approx(metrics[name]))]
+    assert events["original_perturbed_perturbation"] == [(0, 4)]
+    _check_weak_classifier_warnings(metrics, logged)
     assert metrics["settings"]["epsilon"] == 0.03
     assert metrics["linf_norm"]["max"] <= 0.03 + 1e-6
     assert metrics["psnr_perturbed_vs_original_db"]["median"] > 25
@@ -86,6 +94,32 @@ def test_targeted_app_writes_every_promised_output(classifier_run, tmp_path, att
     assert success == pytest.approx(np.mean(after == targets))
     misclassified = metrics["untargeted_misclassification_rate"]
     assert misclassified == pytest.approx(np.mean(after != labels[:4]))
+
+
+def _check_weak_classifier_warnings(metrics, logged):
+    """A warning in the output and metrics.json for each accuracy below 50%."""
+    accuracies = dict(metrics.get("clean_accuracy") or {})
+    if "clean_accuracy_on_chosen" in metrics:
+        accuracies = {
+            "chosen": metrics["clean_accuracy_on_chosen"],
+            "all": metrics["clean_accuracy_all_test"],
+        }
+    weak = sum(accuracy < 0.5 for accuracy in accuracies.values())
+    assert len(metrics["warnings"]) == weak
+    assert [line for line in logged if line.startswith("warning: ")] == [
+        f"warning: {warning}" for warning in metrics["warnings"]
+    ]
+
+
+def test_weak_classifier_warnings_name_the_images_and_the_accuracy():
+    warnings = classifier.weak_classifier_warnings(
+        {"test images attacked": (0.18, 400), "test images": (0.76, 768)}
+    )
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "the classifier is right on only 18.0% of the 400 test images attacked "
+        "(below 50%)"
+    )
 
 
 def test_choose_images_and_targets():
@@ -144,10 +178,22 @@ def test_universal_app_writes_every_promised_output(classifier_run, tmp_path, me
             "--num_examples=4",
         ]
     )
-    universal.APP.job(config, log=_quiet)
+    logged = []
+    universal.APP.job(config, log=logged.append)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["method"] == method
     assert metrics["images"] == {"train": 20, "test": 4}
+    # TensorBoard: the rate after each pass, the final rates, v and examples.
+    events = tensorboard_events(run_dir / "tb")
+    per_pass = events["fooling_rate/train_after_each_pass"]
+    rates = metrics["history"]["fooling_rates"]
+    assert per_pass == [(i + 1, pytest.approx(r)) for i, r in enumerate(rates)]
+    passes = metrics["history"]["passes"]
+    for name in ("fooling_rate_train", "fooling_rate_test"):
+        assert events[f"final/{name}"] == [(passes, pytest.approx(metrics[name]))]
+    assert events["perturbation_v_scaled"] == [(passes, 1)]
+    assert events["fooled_test_images_first/x_and_x_plus_v"] == [(passes, 4)]
+    _check_weak_classifier_warnings(metrics, logged)
     v = np.load(run_dir / "v.npy")
     assert v.shape == (32, 32, 3)
     assert np.abs(v).max() <= 8 / 255 + 1e-6
@@ -214,6 +260,14 @@ def test_universal_sweep(classifier_run, tmp_path):
     results = sweep(config, [2 / 255, 8 / 255])
     assert len(results["sgd"]["test"]) == 2 and len(results["random"]["train"]) == 2
     assert len(results["chessboard"]["test"]) == 2
+    # The rate against xi as TensorBoard scalars, step = xi x 255.
+    events = tensorboard_events(tmp_path / "tb")
+    for method in ("deepfool", "sgd", "random", "chessboard"):
+        for split in ("train", "test"):
+            logged_rates = events[f"fooling_rate_vs_xi/{method}_{split}"]
+            assert [step for step, _ in logged_rates] == [2, 8]
+            expected = results[method][split]
+            assert [rate for _, rate in logged_rates] == pytest.approx(expected)
     assert (tmp_path / "sweep.png").stat().st_size > 0
     assert json.loads((tmp_path / "sweep.json").read_text())["xi"] == results["xi"]
     train_images = json.loads((tmp_path / "sgd_xi2.0" / "metrics.json").read_text())

@@ -477,3 +477,34 @@ class RatesTest(tf.test.TestCase):
             attacks.predict_labels(model, images, batch_size=0)
         with pytest.raises(ValueError, match="v must"):
             attacks.fooling_rate(model, images, np.zeros((4, 4, 3)))
+
+
+def test_fresh_models_do_not_make_tensorflow_warn_about_retracing(caplog):
+    # A sweep or a study loads the classifier once per run; each new model
+    # used to retrace module-level tf.functions until TF warned.
+    images = _images(100)
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for seed in range(4):
+            model = _dense_model(seed=seed)
+            attacks.sgd_universal_perturbation(
+                model,
+                images,
+                xi=0.04,
+                p=np.inf,
+                step_size=0.004,
+                num_epochs=2,
+                batch_size=32,
+                seed=0,
+                final_step_size=0.001,
+            )
+            attacks.targeted_fgsm(model, images[:8], _targets(model, images[:8]), 0.02)
+    retracing = [
+        r.getMessage() for r in caplog.records if "retracing" in r.getMessage()
+    ]
+    assert retracing == []
+
+
+def test_a_bound_method_as_model_fn_still_works():
+    model = _dense_model()
+    labels = attacks.predict_labels(model.__call__, _images(5))
+    assert labels.shape == (5,)

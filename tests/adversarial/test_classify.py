@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import layers
 
 from cifar_denoise_adv import classify
@@ -81,6 +82,11 @@ def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
         assert metrics["per_class_accuracy"][name] == pytest.approx(expected), name
     assert len(metrics["history"]["val_accuracy"]) == 2
     assert metrics["saved_model_max_abs_difference"] < 1e-4
+    signature = tf.saved_model.load(str(run_dir / "saved_model")).signatures[
+        "serving_default"
+    ]
+    assert list(signature.structured_input_signature[1]) == ["images"]
+    assert list(signature.structured_outputs) == ["logits"]
     # The exported classifier is the network inside test-time augmentation.
     loaded = classifier.load_classifier(str(run_dir))
     assert loaded.name == "airbench_classifier_tta2"

@@ -9,6 +9,7 @@ from cifar_denoise_adv.adversarial import figures
 
 NAMES = [f"class{i}" for i in range(10)]
 RED = to_rgba("tab:red")
+BLUE = to_rgba("tab:blue")
 GREY = to_rgba("tab:gray")
 
 
@@ -56,38 +57,64 @@ def _example(**overrides):
 
 def test_adversarial_example_has_three_images_and_two_bar_charts():
     figure = _example()
-    assert len(figure.axes) == 5
-    titles = [axis.get_title() for axis in figure.axes]
-    assert titles == [
+    image_axes, before, after = figure.axes[:3], figure.axes[3], figure.axes[4]
+    assert [axis.get_title() for axis in figure.axes[:5]] == [
         "original: class3",
         "perturbed",
         "perturbation x25 + 0.5",
-        "before (top 3)",
-        "after (top 3)",
+        "before: top 3 + target",
+        "after: top 3",
     ]
     assert figure.get_suptitle() == "attacked"
-    assert all(axis.get_images() for axis in figure.axes[:3])
-    before, after = figure.axes[3], figure.axes[4]
-    assert len(before.patches) == 3 and len(after.patches) == 3
-    # The most likely class on top, the target in red.
-    assert _bar_colors(after) == {"class5": RED, "class3": GREY, "class1": GREY}
+    assert all(axis.get_images() for axis in image_axes)
+    # The most likely class on top, the target red, the true class blue.
+    assert _bar_colors(after) == {"class5": RED, "class3": BLUE, "class1": GREY}
     assert list(_bar_colors(after)) == ["class5", "class3", "class1"]
-    # Before: the target is not in the top 3, so no bar is red.
-    assert _bar_colors(before) == {"class3": GREY, "class7": GREY, "class2": GREY}
+    # Before: the target is not in the top 3, and is shown all the same.
+    assert _bar_colors(before) == {
+        "class3": BLUE,
+        "class7": GREY,
+        "class2": GREY,
+        "class5": RED,
+    }
+    target_text = f"{_probabilities({3: 0.55, 7: 0.15, 2: 0.1})[5]:.2f}"
+    assert target_text in [text.get_text() for text in before.texts]
+    # The legend names the colours.
+    legend = [text.get_text() for text in after.get_legend().get_texts()]
+    assert legend == ["target (class5)", "true class (class3)", "other classes"]
+    # The perturbation has a colour bar in 1/255 units: +-0.5 / 25 = +-0.02.
+    (colorbar_axis,) = figure.axes[5:]
+    assert colorbar_axis.get_ylabel() == "x 1/255"
+    assert colorbar_axis.get_ylim() == pytest.approx((-0.02 * 255, 0.02 * 255))
 
 
-def test_untargeted_example_highlights_the_true_class():
+def test_untargeted_example_shows_the_true_class_in_blue():
     figure = _example(target_label=None)
     assert _bar_colors(figure.axes[3]) == {
-        "class3": RED,
+        "class3": BLUE,
         "class7": GREY,
         "class2": GREY,
     }
     assert _bar_colors(figure.axes[4]) == {
         "class5": GREY,
-        "class3": RED,
+        "class3": BLUE,
         "class1": GREY,
     }
+    legend = figure.axes[4].get_legend().get_texts()
+    assert [text.get_text() for text in legend] == [
+        "true class (class3)",
+        "other classes",
+    ]
+
+
+def test_universal_perturbation_has_a_colour_bar_in_pixel_units():
+    v = np.full((4, 4, 3), 4 / 255)
+    figure = figures.universal_perturbation(v, scale=0.5 / (8 / 255))
+    image_axis, colorbar_axis = figure.axes
+    assert image_axis.get_images()
+    assert image_axis.get_xlabel() == "max |v| = 4.0/255"
+    assert colorbar_axis.get_ylim() == pytest.approx((-8.0, 8.0))
+    assert "1/255" in colorbar_axis.get_ylabel()
 
 
 def test_adversarial_example_refuses_bad_input():

@@ -1,5 +1,8 @@
 """Apps parse into a fresh flag registry; flag files nest relative to each other."""
 
+import os
+import pathlib
+
 import pytest
 from absl import flags
 
@@ -7,6 +10,8 @@ from cifar_denoise_adv import denoise
 from cifar_denoise_adv import noise
 from cifar_denoise_adv.core import apps
 from cifar_denoise_adv.core.errors import UserError
+
+FLAG_DIR = pathlib.Path(__file__).resolve().parents[2] / "flags"
 
 
 def test_parsing_defines_no_global_flag():
@@ -51,3 +56,33 @@ def test_parse_flagfile_puts_the_overrides_on_top(tmp_path):
 def test_an_installed_flag_file_is_found_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert noise.APP.parse(["prog", "--flagfile=noise.cfg"]).target_psnr == 20.0
+
+
+def test_every_flag_file_resolves_its_includes_from_any_folder(tmp_path, monkeypatch):
+    # No installed copy to fall back on: each include must be found beside
+    # the file that includes it, whatever the working folder.
+    empty = tmp_path / "no_installed_flags"
+    empty.mkdir()
+    monkeypatch.setenv(apps.FLAG_DIR_ENV, str(empty))
+    monkeypatch.chdir(tmp_path)
+    for path in sorted(FLAG_DIR.glob("*.cfg")):
+        apps.expand_flagfiles([f"--flagfile={path}"])
+
+
+def test_an_include_beside_the_file_wins_over_the_working_folder(tmp_path, monkeypatch):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "base.cfg").write_text("--epochs=3\n")
+    (tmp_path / "exp" / "top.cfg").write_text("--flagfile=base.cfg\n")
+    (tmp_path / "base.cfg").write_text("--epochs=9\n")  # a namesake elsewhere
+    monkeypatch.chdir(tmp_path)
+    config = denoise.APP.parse(["prog", "--flagfile=exp/top.cfg"])
+    assert config.epochs == 3
+
+
+def test_the_checkouts_flag_files_by_name_from_another_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(apps.FLAG_DIR_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert os.path.samefile(apps.installed_flag_dir(), FLAG_DIR)
+    for name in ("plain.cfg", "flags/plain.cfg"):
+        config = denoise.APP.parse(["prog", f"--flagfile={name}"])
+        assert (config.arch, config.num_blocks, config.downscale) == ("plain", 12, 2)

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import stat
 
 import numpy as np
@@ -329,3 +330,37 @@ def test_overwrite_is_not_replayed_by_the_flag_file(tmp_path):
     ]
     replayed = noise.APP.parse(["prog", f"--flagfile={path}"])
     assert replayed == dataclasses.replace(config, overwrite=False)
+
+
+# Apps whose runs write flags.cfg (a replayable record of the run).
+RECORDING_APPS = ["noise", "denoise", "classify", "targeted", "universal"]
+
+
+@pytest.mark.parametrize("name", RECORDING_APPS)
+def test_every_file_or_folder_flag_is_recorded_as_an_absolute_path(name):
+    app = _replay_cases(pathlib.Path("x"))[name][0]
+    for field in dataclasses.fields(app.config):
+        names_a_file = re.search(
+            r"\b(folder|file|copy)\b", field.metadata["help"], re.I
+        )
+        if field.type in ("str", str) and names_a_file:
+            assert field.metadata["path"], f"--{field.name} is not resolved"
+
+
+def test_a_run_started_with_relative_paths_replays_from_any_folder(
+    tiny_cifar, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(pathlib.Path(tiny_cifar).parent.parent)  # tmp_path
+    relative = os.path.relpath(tiny_cifar)
+    config = noise.APP.parse(
+        ["noise", f"--data_dir={relative}", "--run_dir=runs/n", "--num_examples=2"]
+    )
+    noise.APP.job(config, log=lambda message: None)
+    lines = (tmp_path / "runs" / "n" / "flags.cfg").read_text().splitlines()
+    assert f"--data_dir={tiny_cifar}" in lines
+    assert f"--run_dir={tmp_path / 'runs' / 'n'}" in lines
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    replayed = noise.APP.parse(["noise", f"--flagfile={tmp_path}/runs/n/flags.cfg"])
+    assert replayed.data_dir == tiny_cifar
+    assert replayed.run_dir == str(tmp_path / "runs" / "n")

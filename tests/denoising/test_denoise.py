@@ -98,6 +98,17 @@ def test_export_reloads_with_the_same_outputs(finished_run):
     np.testing.assert_allclose(from_keras, from_saved, atol=1e-5)
 
 
+def test_the_saved_model_signature_names_its_tensors(finished_run):
+    _, run_dir, _ = finished_run
+    signature = tf.saved_model.load(str(run_dir / "saved_model")).signatures[
+        "serving_default"
+    ]
+    assert list(signature.structured_input_signature[1]) == ["noisy"]
+    assert list(signature.structured_outputs) == ["denoised"]
+    images = np.zeros((1, 32, 32, 3), np.float32)
+    assert signature(noisy=tf.constant(images))["denoised"].shape == (1, 32, 32, 3)
+
+
 def test_resume_after_an_interrupted_run(finished_run, tmp_path, monkeypatch):
     data_dir, _, _ = finished_run
     run_dir = tmp_path / "run"

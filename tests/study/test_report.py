@@ -14,7 +14,10 @@ def test_formatters():
     assert text.percent(1.0) == "100.00%" and text.percent(None) == "n/a"
     assert text.sizes({"train": 5085, "test": 768}) == "5085 train / 768 test"
     assert text.sizes(400) == "400"
-    assert text.minutes(90.0) == "1.5" and text.minutes(None) == "n/a"
+    assert text.duration(90.0) == "1.5 min" and text.duration(None) == "n/a"
+    # Short steps in seconds, not "0.0" minutes.
+    assert text.duration(2.04) == "2.0 s" and text.duration(42.4) == "42 s"
+    assert text.duration(59.7) == "1.0 min"
 
 
 def test_reference_notes_agree_or_say_why():
@@ -106,7 +109,7 @@ def test_sweep_table_and_minutes_count_reused_runs():
     assert ["sgd, train", "20.00%", "90.00%"] in rows
     assert ["random signs, test", "2.00%", "10.00%"] in rows
     assert ["chessboard, train", "3.00%", "20.00%"] in rows
-    assert ["deepfool, minutes", "2.0", "1.0"] in rows
+    assert ["deepfool, time", "2.0 min", "1.0 min"] in rows
     # The runs table counts the sweep's reused runs (sweep.json's
     # compute_seconds: 240 s), not the few seconds its last invocation took.
     sweep["compute_seconds"] = 240.0
@@ -123,7 +126,7 @@ def test_sweep_table_and_minutes_count_reused_runs():
         "invocation_seconds": 3.0,
     }
     _, (_, _, rows), (_, items) = sections.details_section(study)
-    assert rows[0][0] == "universal_sweep" and rows[0][-1] == "4.0"
+    assert rows[0][0] == "universal_sweep" and rows[0][-1] == "4.0 min"
     assert "Total minutes of the steps (their last runs): 4.0; " in " ".join(items)
     text = adversarial_sections.sweep_budgets(sweep)
     assert "deepfool not within xi <= 8/255" in text and "sgd at xi = 6.00/255" in text
@@ -150,7 +153,7 @@ def test_a_resumed_training_step_shows_the_minutes_of_all_its_pieces():
         "invocation_seconds": 30.0,
     }
     _, (_, _, rows), _ = sections.details_section(study)
-    assert rows[0][0] == "classifier" and rows[0][-1] == "10.0"
+    assert rows[0][0] == "classifier" and rows[0][-1] == "10.0 min"
 
 
 def _steps():

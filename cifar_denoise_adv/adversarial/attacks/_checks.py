@@ -8,6 +8,9 @@ check the apps' flags use.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +24,45 @@ Progress = Callable[[dict], None]
 
 # Guards divisions by a zero gradient norm (e.g. two tied classes).
 TINY = 1e-12
+
+
+def _call_referenced(function, model_ref, *args):
+    return function(model_ref(), *args)
+
+
+def per_model(function: Callable) -> Callable:
+    """`function(model_fn, *args)` compiled with `tf.function` once per model.
+
+    A module-level tf.function that takes the model as an argument traces
+    again for every new model object, and a sweep or a study loads the
+    classifier once per run, so TF warns about frequent retracing. Here each
+    model (or bound method, e.g. `model.__call__`) gets its own tf.function
+    (shapes generalised by `reduce_retracing`), which holds the model weakly
+    and goes with it. Unhashable callables share one tf.function, as before.
+    """
+    shared = tf.function(function, reduce_retracing=True)
+    compiled = weakref.WeakKeyDictionary()  # owner -> {method or None: graph}
+
+    @functools.wraps(function)
+    def call(model_fn, *args):
+        method = inspect.ismethod(model_fn)
+        owner = model_fn.__self__ if method else model_fn
+        member = model_fn.__func__ if method else None
+        try:
+            graphs = compiled.setdefault(owner, {})
+        except TypeError:  # not hashable or not weakly referable
+            return shared(model_fn, *args)
+        if member not in graphs:
+            reference = weakref.WeakMethod(model_fn) if method else weakref.ref(owner)
+            # A partial, not a closure: TF counts retracings per code object,
+            # and a partial has none, so each model counts alone.
+            graphs[member] = tf.function(
+                functools.partial(_call_referenced, function, reference),
+                reduce_retracing=True,
+            )
+        return graphs[member](*args)
+
+    return call
 
 
 def as_images(images, name: str = "images") -> tf.Tensor:

@@ -12,6 +12,7 @@ from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
 from cifar_denoise_adv.adversarial.attacks._checks import as_images
 from cifar_denoise_adv.adversarial.attacks._checks import check_fraction
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
+from cifar_denoise_adv.adversarial.attacks._checks import per_model
 from cifar_denoise_adv.adversarial.attacks.contract import check_model
 from cifar_denoise_adv.adversarial.attacks.norms import norm_order
 from cifar_denoise_adv.core.errors import UserError
@@ -68,7 +69,7 @@ def _deepfool_step(model_fn, images, candidates, linf: bool):
     return scale * w / tf.reshape(tf.gather(w_norm, nearest, batch_dims=1), per_image)
 
 
-@tf.function(reduce_retracing=True)
+@per_model
 def _deepfool_iteration(
     model_fn, images, adversarial, r_total, candidates, overshoot, linf, item_shape
 ):
@@ -90,7 +91,7 @@ def _deepfool_iteration(
     return r_total, tested, tf.equal(labels, candidates[:, 0])
 
 
-@tf.function(reduce_retracing=True)
+@per_model
 def _top_classes(model_fn, images, num_candidates: int):
     logits = model_fn(images)
     return tf.math.top_k(logits, k=num_candidates).indices, tf.shape(logits)[-1]

@@ -11,6 +11,7 @@ from cifar_denoise_adv.adversarial.attacks._checks import as_labels
 from cifar_denoise_adv.adversarial.attacks._checks import check_budget
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
 from cifar_denoise_adv.adversarial.attacks._checks import check_step
+from cifar_denoise_adv.adversarial.attacks._checks import per_model
 from cifar_denoise_adv.adversarial.attacks.contract import check_model
 
 
@@ -26,7 +27,7 @@ def _signed_step(model_fn, images, target_labels, epsilon):
     return tf.clip_by_value(images + step, 0.0, 1.0)
 
 
-_signed_step_graph = tf.function(_signed_step, reduce_retracing=True)
+_signed_step_graph = per_model(_signed_step)
 
 
 def targeted_fgsm(
@@ -64,7 +65,7 @@ def targeted_fgsm(
     )
 
 
-@tf.function(reduce_retracing=True)
+@per_model
 def _projected_step(model_fn, images, adversarial, target_labels, epsilon, step_size):
     adversarial = _signed_step(model_fn, adversarial, target_labels, step_size)
     delta = tf.clip_by_value(adversarial - images, -epsilon, epsilon)

@@ -10,16 +10,17 @@ from cifar_denoise_adv.adversarial.attacks._checks import as_images
 from cifar_denoise_adv.adversarial.attacks._checks import as_labels
 from cifar_denoise_adv.adversarial.attacks._checks import as_perturbation
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
+from cifar_denoise_adv.adversarial.attacks._checks import per_model
 from cifar_denoise_adv.adversarial.attacks.contract import check_model
 from cifar_denoise_adv.core.errors import UserError
 
 
-@tf.function(reduce_retracing=True)
+@per_model
 def _predict(model_fn: ModelFn, images: tf.Tensor) -> tf.Tensor:
     return tf.argmax(model_fn(images), axis=-1)
 
 
-@tf.function(reduce_retracing=True)
+@per_model
 def predict_shifted(model_fn: ModelFn, images: tf.Tensor, shift: tf.Tensor):
     """Argmax of the logits on clip(images + shift, 0, 1), one compiled call."""
     return tf.argmax(model_fn(tf.clip_by_value(images + shift, 0.0, 1.0)), axis=-1)

@@ -18,6 +18,7 @@ from cifar_denoise_adv.adversarial.attacks._checks import check_budget
 from cifar_denoise_adv.adversarial.attacks._checks import check_fraction
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
 from cifar_denoise_adv.adversarial.attacks._checks import check_step
+from cifar_denoise_adv.adversarial.attacks._checks import per_model
 from cifar_denoise_adv.adversarial.attacks._checks import values_per_image
 from cifar_denoise_adv.adversarial.attacks.contract import check_model
 from cifar_denoise_adv.adversarial.attacks.deepfool import check_deepfool_settings
@@ -218,7 +219,7 @@ def _report(progress, count, rate, num_images, pass_start, start):
     )
 
 
-@tf.function(reduce_retracing=True)
+@per_model
 def _sgd_universal_step(model_fn, v, images, labels, step_size, xi, linf, clamp):
     with tf.GradientTape() as tape:
         tape.watch(v)

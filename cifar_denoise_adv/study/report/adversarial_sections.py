@@ -6,8 +6,8 @@ from cifar_denoise_adv.study.report.references import NOT_REPORTED
 from cifar_denoise_adv.study.report.references import REFERENCE
 from cifar_denoise_adv.study.report.references import universal_reference_note
 from cifar_denoise_adv.study.report.text import db
+from cifar_denoise_adv.study.report.text import duration
 from cifar_denoise_adv.study.report.text import figures
-from cifar_denoise_adv.study.report.text import minutes
 from cifar_denoise_adv.study.report.text import percent
 
 
@@ -30,7 +30,7 @@ def classifier_section(step: dict) -> list:
             f"{c['epochs']} epochs, crop+flip augmentation "
             f"{'on' if c['augment'] else 'off'}, seed {c['seed']}; "
             f"{m['images']['train']} train images, {m['images']['test']} test "
-            f"images, {minutes(m.get('train_seconds_total'))} training minutes.",
+            f"images, {duration(m.get('train_seconds_total'))} of training.",
         ),
         (
             "table",
@@ -97,7 +97,8 @@ def targeted_section(steps: dict) -> list:
                 steps[name],
                 {
                     f"example_{i}.png": f"{name}: original, perturbed, "
-                    "perturbation (scaled), top-3 before and after"
+                    "perturbation (scaled), the top 3 classes and the target "
+                    "before and after"
                     for i in range(2)
                 },
             )
@@ -145,7 +146,7 @@ def universal_section(steps: dict) -> list:
         "chessboard test / train",
         "beats both baselines (test)",
         "L-inf of v",
-        "minutes",
+        "time",
     ]
     blocks.append(("table", header, rows))
     blocks.append(("list", notes))
@@ -160,7 +161,7 @@ def universal_section(steps: dict) -> list:
                 {
                     "perturbation.png": f"{name}: the perturbation v (scaled)",
                     "fooled_flows.png": f"{name}: where fooled test images go",
-                    "examples.png": f"{name}: unseen test images with v",
+                    "examples.png": f"{name}: fooled test images first, x and x + v",
                     "sweep.png": "fooling rate against xi",
                 },
             )
@@ -183,12 +184,12 @@ def universal_row(m: dict) -> list:
         f"({m['chessboard_square']} px squares)",
         "yes" if m["beats_baselines_test"] else "NO",
         f"{m['v_linf'] * 255:.2f}/255",
-        minutes(m.get("compute_seconds")),
+        duration(m.get("compute_seconds")),
     ]
 
 
 def sweep_table(sweep: dict) -> tuple:
-    """Fooling rates (train / test) per method and xi, with minutes."""
+    """Fooling rates (train / test) per method and xi, with times."""
     header = [f"{sweep.get('norm', '')} xi x 255".strip()] + [
         f"{xi * 255:.3g}" for xi in sweep["xi"]
     ]
@@ -204,7 +205,7 @@ def sweep_table(sweep: dict) -> tuple:
             )
         if "seconds" in sweep[method]:
             rows.append(
-                [f"{method}, minutes"] + [minutes(t) for t in sweep[method]["seconds"]]
+                [f"{method}, time"] + [duration(t) for t in sweep[method]["seconds"]]
             )
     return ("table", header, rows)
 

@@ -10,9 +10,10 @@ from cifar_denoise_adv.adversarial.sweep import REFERENCE_FOOLING_RATE
 from cifar_denoise_adv.study.report.text import percent
 
 # Figures reported for the original study. Its setup, as far as this project
-# records it (flags/resnet.cfg, flags/study_gpu.cfg): the reference denoiser
-# is 8 residual blocks x 64 channels at full resolution trained 100 epochs,
-# sigma = 0.1; full CIFAR-10 (50000 train, 10000 test images) is assumed.
+# records it (flags/resnet_reference.cfg, flags/study_gpu.cfg): the reference
+# denoiser is 8 residual blocks x 64 channels at full resolution trained 100
+# epochs, sigma = 0.1; full CIFAR-10 (50000 train, 10000 test images) is
+# assumed.
 REFERENCE = {
     "noisy_psnr": {"mean": 19.997, "std": 0.11, "sigma": 0.1},
     "resnet": {"mean": 28.43, "std": 1.27},

@@ -48,7 +48,7 @@ main { max-width: 74rem; margin: 0 auto; padding: 1rem 1.5rem 3rem; }
 h1 { font-size: 1.6rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #bbb; padding: 0.3rem 0.5rem; vertical-align: top;
-  text-align: left; }
+  text-align: left; overflow-wrap: break-word; }
 th { background: #eef1f5; }
 tr:nth-child(even) td { background: #fafafa; }
 .scroll { overflow-x: auto; }
@@ -56,7 +56,7 @@ figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: 0.85rem; color: #555; }
 .missing { color: #a00; }
-td.number { white-space: nowrap; }
+td.number { overflow-wrap: normal; }
 """
 
 
@@ -68,12 +68,21 @@ def _data_uri(path: str) -> str | None:
     return f"data:image/png;base64,{encoded}"
 
 
+# In a numeric cell, a line may break only before these ("28.430 ± 1.270 dB"
+# becomes "28.430" over "± 1.270 dB"), so wide tables fit a window.
+_NUMBER_BREAKS = ("±", "(")
+
+
 def _html_cell(value) -> str:
     text = str(value)
-    # Short numeric cells ("28.430 ± 1.270 dB", "65.17%") stay on one line.
     number = len(text) <= 24 and any(c.isdigit() for c in text)
-    opening = '<td class="number">' if number else "<td>"
-    return f"{opening}{html_lib.escape(text)}</td>"
+    if not number:
+        return f"<td>{html_lib.escape(text)}</td>"
+    words = text.split(" ")
+    joined = words[0]
+    for word in words[1:]:
+        joined += (" " if word.startswith(_NUMBER_BREAKS) else "\u00a0") + word
+    return f'<td class="number">{html_lib.escape(joined)}</td>'
 
 
 def html(document: list, study_dir: str, title: str = "Study report") -> str:

@@ -16,8 +16,8 @@ from cifar_denoise_adv.study.report.references import reference_data
 from cifar_denoise_adv.study.report.references import reference_denoiser
 from cifar_denoise_adv.study.report.references import universal_reference_note
 from cifar_denoise_adv.study.report.text import db
+from cifar_denoise_adv.study.report.text import duration
 from cifar_denoise_adv.study.report.text import figures
-from cifar_denoise_adv.study.report.text import minutes
 from cifar_denoise_adv.study.report.text import percent
 from cifar_denoise_adv.study.report.text import sizes
 
@@ -195,7 +195,7 @@ def _denoiser_rows(steps: dict) -> list:
                     if m.get("initialised_from")
                     else ""
                 ),
-                minutes(m.get("train_seconds_total")),
+                duration(m.get("train_seconds_total")),
                 f"{m['images']['train']} / {m['images']['test']}",
                 db(psnr["noisy"]),
                 db(psnr["recovered"]),
@@ -213,8 +213,7 @@ def _earlier(m: dict) -> str:
         return ""
     return (
         f" Started from the weights of {lineage['run']} (--init_from: "
-        f"{lineage['epochs']} earlier epochs, {minutes(lineage['train_seconds'])} "
-        "min)."
+        f"{lineage['epochs']} earlier epochs, {duration(lineage['train_seconds'])})."
     )
 
 
@@ -247,7 +246,7 @@ def denoiser_section(steps: dict, study: dict) -> list:
         "model",
         "parameters",
         "epochs",
-        "train min",
+        "training time",
         "images train / test",
         "noisy PSNR",
         "recovered PSNR",
@@ -300,7 +299,7 @@ def budget_gaps_text(gaps: dict) -> str:
 
 
 def details_section(study: dict) -> list:
-    """Runs, minutes, data, libraries and machine."""
+    """Runs, their times, data, libraries and machine."""
     steps = study["by_step"]
     rows, total = [], 0.0
     for entry in study["steps"]:
@@ -320,7 +319,7 @@ def details_section(study: dict) -> list:
                 entry["app"],
                 entry["flagfile"],
                 STATUS_TEXT.get(entry["status"], entry["status"]),
-                minutes(seconds),
+                duration(seconds),
             ]
         )
     for name in study.get("not_configured", []):
@@ -335,7 +334,7 @@ def details_section(study: dict) -> list:
     ]
     return [
         ("h2", "Runs, data and machine"),
-        ("table", ["step", "app", "flag file", "this invocation", "minutes"], rows),
+        ("table", ["step", "app", "flag file", "this invocation", "time"], rows),
         (
             "list",
             [
@@ -347,7 +346,7 @@ def details_section(study: dict) -> list:
                 f"Machine: {machine.get('platform', 'n/a')}, "
                 f"{machine.get('cpu_count', 'n/a')} CPUs.",
                 "Reference figures: those reported for the original study; its "
-                "setup as recorded in flags/resnet.cfg "
+                "setup as recorded in flags/resnet_reference.cfg "
                 f"({reference_denoiser()}, sigma "
                 f"{REFERENCE['noisy_psnr']['sigma']:g}); {reference_data()} "
                 "train / test images are assumed.",

@@ -1,4 +1,4 @@
-"""Formatting for the report: dB, percent, minutes, image counts, figure blocks."""
+"""Formatting for the report: dB, percent, durations, image counts, figure blocks."""
 
 from __future__ import annotations
 
@@ -22,9 +22,15 @@ def sizes(images: dict | int) -> str:
     return str(images)
 
 
-def minutes(seconds: float | None) -> str:
-    """Seconds as minutes with one decimal ('n/a' for None)."""
-    return "n/a" if seconds is None else f"{seconds / 60:.1f}"
+def duration(seconds: float | None) -> str:
+    """'4.2 s', '45 s' under a minute, else '17.6 min' ('n/a' for None)."""
+    if seconds is None:
+        return "n/a"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 59.5:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
 
 
 def figures(step: dict, captions: dict) -> list:

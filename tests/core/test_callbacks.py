@@ -1,0 +1,67 @@
+"""Training runs log the learning rate they used, one line per epoch in logs."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cifar_denoise_adv.core import callbacks
+from cifar_denoise_adv.core import console
+from cifar_denoise_adv.core import schedules
+from cifar_denoise_adv.core import training
+from cifar_denoise_adv.core.errors import UserError
+from tests.conftest import tensorboard_events
+
+STEPS_PER_EPOCH = 3  # 12 examples, batch 4
+
+
+def _fit(run_dir, monkeypatch, terminal, epochs=2):
+    monkeypatch.setattr(console, "is_terminal", lambda stream=None: terminal)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    schedule = schedules.warmup_cosine(
+        0.1, total_steps=epochs * STEPS_PER_EPOCH, warmup_steps=4
+    )
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+    x = np.random.default_rng(0).normal(size=(12, 2)).astype(np.float32)
+    train = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(4)
+    lines = []
+    fit = training.fit_resumable(
+        model, train, None, epochs=epochs, run_dir=str(run_dir), log=lines.append
+    )
+    return fit, lines, schedule
+
+
+def test_each_epoch_logs_the_learning_rate_its_steps_ended_with(tmp_path, monkeypatch):
+    fit, _, schedule = _fit(tmp_path, monkeypatch, terminal=False)
+    # The last step of epoch e is step e * 3 - 1; Keras's own value would be
+    # the next step's, which is 0 after the last epoch of the cosine.
+    expected = [float(schedule(2)), float(schedule(5))]
+    assert expected[1] > 0.0 and float(schedule(6)) == 0.0
+    np.testing.assert_allclose(fit["history"]["learning_rate"], expected, rtol=1e-6)
+    logged = tensorboard_events(tmp_path / "tb" / "train")["epoch_learning_rate"]
+    np.testing.assert_allclose([v for _, v in logged], expected, rtol=1e-6)
+
+
+def test_without_a_terminal_each_epoch_is_one_plain_line(tmp_path, monkeypatch, capfd):
+    _, lines, _ = _fit(tmp_path, monkeypatch, terminal=False)
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all("loss " in line and "learning_rate " in line for line in lines)
+    written = capfd.readouterr()
+    assert "\x1b" not in written.out + written.err and "\b" not in written.out
+
+
+def test_on_a_terminal_keras_draws_its_progress_bar(tmp_path, monkeypatch):
+    _, lines, _ = _fit(tmp_path, monkeypatch, terminal=True, epochs=1)
+    assert lines == []
+
+
+def test_learning_rate_used_without_a_schedule_is_the_constant():
+    optimizer = keras.optimizers.SGD(0.25)
+    assert callbacks.learning_rate_used(optimizer) == pytest.approx(0.25)
+
+
+def test_a_warm_up_as_long_as_the_run_is_refused_naming_both_flags():
+    with pytest.raises(UserError, match=r"--warmup_epochs=2 .* --epochs=2"):
+        training.TrainingConfig(epochs=2, warmup_epochs=2)
+    training.TrainingConfig(epochs=2, warmup_epochs=1.5)  # shorter: fine
