@@ -77,6 +77,13 @@ class ClassifyConfig(training.TrainingConfig):
         choices=ARCHS,
     )
     width: int = setting(64, "Channels of the first conv group (see --arch).", low=1)
+    depth: int = setting(
+        2,
+        "airbench: convs per group, 2 (airbench94) or 3 (airbench96: the last "
+        "two with a residual connection).",
+        low=2,
+        high=3,
+    )
     dropout: float = setting(
         0.0,
         "resnet9: dropout before the dense layer.",
@@ -249,7 +256,9 @@ def _build(config: ClassifyConfig, setup: training.RunStart) -> keras.Model:
         whitening = airbench.whitening_kernel(
             images, classifier.CIFAR10_MEAN, classifier.CIFAR10_STD
         )
-        model = airbench.build_airbench(whitening, width=config.width)
+        model = airbench.build_airbench(
+            whitening, width=config.width, depth=config.depth
+        )
     else:
         model = classifier.build_classifier(width=config.width, dropout=config.dropout)
     steps = setup.steps_per_epoch

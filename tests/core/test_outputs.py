@@ -187,6 +187,7 @@ def _replay_cases(root):
                 translate=4,
                 cutout=8,
                 tta=1,
+                depth=3,
             ),
         ),
         "targeted": (
