@@ -1,7 +1,10 @@
-"""The CIFAR-10 classifier the attacks use: builder, loss and loading.
+"""The CIFAR-10 classifier the attacks use: ResNet-9, TTA, loss and loading.
 
 The classifier takes images in [0, 1] (its normalisation is a layer) and
-returns logits, which is what every attack expects.
+returns logits, which is what every attack expects. Test-time augmentation
+(`with_test_time_augmentation`) averages the logits of the image and its
+mirror (and of one-pixel shifts) inside the exported model, so the attacks
+attack exactly the classifier whose accuracy is reported.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
+
+_PACKAGE = "cifar_denoise_adv"
 
 # CIFAR-10 per-channel statistics of the training set (in [0, 1] pixels).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -79,8 +84,77 @@ def build_classifier(
     x = layers.GlobalMaxPooling2D(name="global_pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
+    # float32 logits whatever the policy: the loss and the attacks need them.
+    logits = layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(images, logits, name=name)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Shift(layers.Layer):
+    """Flips images left-right and/or shifts them by whole pixels (reflecting).
+
+    A view for test-time augmentation: [B, H, W, C] -> the same shape.
+    """
+
+    def __init__(self, flip: bool = False, dy: int = 0, dx: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.flip, self.dy, self.dx = flip, dy, dx
+
+    def call(self, images):
+        if self.flip:
+            images = images[:, :, ::-1, :]
+        if self.dy or self.dx:
+            pad = max(abs(self.dy), abs(self.dx))
+            padded = tf.pad(
+                images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT"
+            )
+            height, width = tf.shape(images)[1], tf.shape(images)[2]
+            top, left = pad - self.dy, pad - self.dx
+            images = padded[:, top : top + height, left : left + width, :]
+        return images
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "flip": self.flip, "dy": self.dy, "dx": self.dx}
+
+
+TTA_VIEWS = {
+    0: ((1.0, False, 0, 0),),
+    1: ((0.5, False, 0, 0), (0.5, True, 0, 0)),
+    # airbench's level 2: the mirror pair, and the mirror pairs of the image
+    # shifted one pixel up-left and down-right, weighted 1/2, 1/4, 1/4.
+    2: (
+        (0.25, False, 0, 0),
+        (0.25, True, 0, 0),
+        (0.125, False, 1, 1),
+        (0.125, True, 1, 1),
+        (0.125, False, -1, -1),
+        (0.125, True, -1, -1),
+    ),
+}
+
+
+def with_test_time_augmentation(model: keras.Model, level: int) -> keras.Model:
+    """The model whose logits are the weighted mean over TTA_VIEWS[level].
+
+    Level 0 returns `model` itself; level 1 averages the image and its
+    mirror; level 2 also the mirror pairs of the one-pixel shifts. The
+    result is differentiable end to end (attacks take gradients through
+    every view).
+    """
+    if level not in TTA_VIEWS:
+        raise ValueError(f"level must be one of {sorted(TTA_VIEWS)}, got {level}.")
+    if level == 0:
+        return model
+    images = keras.Input(model.input_shape[1:], name="images")
+    weighted = []
+    for i, (weight, flip, dy, dx) in enumerate(TTA_VIEWS[level]):
+        view = Shift(flip, dy, dx, name=f"tta_view{i}")(images)
+        weighted.append(layers.Rescaling(weight, name=f"tta_weight{i}")(model(view)))
+    logits = layers.Add(name="logits_tta", dtype="float32")(weighted)
+    return keras.Model(images, logits, name=f"{model.name}_tta{level}")
 
 
 @keras.saving.register_keras_serializable(package="cifar_denoise_adv")

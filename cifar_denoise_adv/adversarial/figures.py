@@ -68,10 +68,15 @@ def adversarial_example(
 
 
 def fooling_sweep(results: dict):
-    """Fooling rate against xi: each method on train and test, and random noise."""
+    """Fooling rate against xi: each method and both baselines, train and test."""
     xis = np.asarray(results["xi"]) * 255
     figure, axis = plt.subplots(figsize=(6.4, 4))
-    styles = {"deepfool": "tab:blue", "sgd": "tab:orange", "random": "tab:gray"}
+    styles = {
+        "deepfool": "tab:blue",
+        "sgd": "tab:orange",
+        "random": "tab:gray",
+        "chessboard": "tab:green",
+    }
     for method, color in styles.items():
         if method not in results:
             continue

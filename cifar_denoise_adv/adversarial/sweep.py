@@ -109,10 +109,11 @@ def sweep(
             "seconds": [m["compute_seconds"] for m in rows],
             "xi_reaching_level_train": budget_reaching(xis, train_rates, level),
         }
-        results["random"] = {
-            "train": [m["random_noise_fooling_rate_train"] for m in rows],
-            "test": [m["random_noise_fooling_rate_test"] for m in rows],
-        }
+        for baseline in ("random_noise", "chessboard"):
+            results[baseline.split("_")[0]] = {
+                split: [m[f"{baseline}_fooling_rate_{split}"] for m in rows]
+                for split in ("train", "test")
+            }
     results["images"] = dict(rows[0]["images"])  # the same for every run
     # Reused runs included: what the sweep cost, whichever invocation paid.
     results["compute_seconds"] = sum(sum(results[m]["seconds"]) for m in METHODS)

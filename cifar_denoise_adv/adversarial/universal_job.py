@@ -28,6 +28,7 @@ from cifar_denoise_adv.core.errors import UserError
 
 METHODS = ("deepfool", "sgd")
 NORMS = ("linf", "l2")
+CHESSBOARD_SQUARES = (1, 2, 4, 8)
 FOOLING_DEFINITION = (
     "an image is fooled when the classifier's prediction on clip(x + v, 0, 1) "
     "differs from its prediction on x"
@@ -51,6 +52,11 @@ class UniversalConfig(classifier.AttackConfig):
     max_passes: int = setting(5, "deepfool: passes over the images.", low=1)
     overshoot: float = setting(0.02, "deepfool: overshoot.", low=0.0)
     max_iter_deepfool: int = setting(10, "deepfool: iterations per image.", low=1)
+    keep_best_pass: bool = setting(
+        False,
+        "deepfool: return the v of the pass that fooled most of the training "
+        "images instead of the last pass's (Algorithm 1 returns the last).",
+    )
     sgd_step_size: float = setting(
         0.002, "sgd: signed step on v.", unit=config_lib.PIXEL, low=0, low_open=True
     )
@@ -112,6 +118,7 @@ def settings(config: UniversalConfig) -> dict:
             "max_passes": config.max_passes,
             "overshoot": config.overshoot,
             "max_iter_deepfool": config.max_iter_deepfool,
+            "keep_best_pass": config.keep_best_pass,
         }
     return {
         **common,
@@ -146,6 +153,7 @@ def compute(
             seed=config.seed,
             progress=progress,
             batch_size=config.batch_size,
+            keep_best_pass=config.keep_best_pass,
         )
     else:
         result = attacks.sgd_universal_perturbation(
@@ -248,12 +256,21 @@ def run(config: UniversalConfig, log=lambda message: None) -> dict:
         },
         start,
     )
-    log(
-        f"fooling rate: train {100 * rates['fooling_rate_train']:.1f}%, test "
-        f"{100 * rates['fooling_rate_test']:.1f}%, random noise of the same norm "
-        f"{100 * rates['random_noise_fooling_rate_test']:.1f}% (test)"
-    )
+    log(_rates_line(rates))
     return record
+
+
+def _rates_line(rates: dict) -> str:
+    line = (
+        f"fooling rate on unseen test images {100 * rates['fooling_rate_test']:.1f}% "
+        f"(training images {100 * rates['fooling_rate_train']:.1f}%); same norm: "
+        f"random signs {100 * rates['random_noise_fooling_rate_test']:.1f}%, "
+        f"chessboard ({rates['chessboard_square']} px) "
+        f"{100 * rates['chessboard_fooling_rate_test']:.1f}% (test)"
+    )
+    if not rates["beats_baselines_test"]:
+        line += "; v does NOT beat both baselines on the test images"
+    return line
 
 
 def _progress_logger(log):
@@ -269,19 +286,39 @@ def _progress_logger(log):
 
 
 def _rates(config: UniversalConfig, model, v, images_by_split: dict) -> dict:
-    """Fooling rate of v and of random noise of the same norm, per split."""
-    noise = np.asarray(
-        attacks.random_perturbation_like(v.shape, config.xi, config.p, config.seed)
-    )
+    """Fooling rates of v and of two baselines of the same norm, per split.
+
+    The baselines are what any perturbation of the budget reaches for free:
+    random signs (`random_perturbation_like`) and a chessboard pattern
+    (`chessboard_perturbation`), whose square size is the one of
+    CHESSBOARD_SQUARES that fools most of the training images (chosen on
+    the images v is computed on, like v itself).
+    """
+    shape, rate = v.shape, attacks.fooling_rate
+    noise = attacks.random_perturbation_like(shape, config.xi, config.p, config.seed)
+    boards = {
+        square: attacks.chessboard_perturbation(shape, config.xi, config.p, square)
+        for square in CHESSBOARD_SQUARES
+    }
+    train = images_by_split["train"]
+    by_square = {s: rate(model, train, b, config.batch_size) for s, b in boards.items()}
+    square = max(by_square, key=lambda s: (by_square[s], -s))
     rates = {}
-    for split, images in images_by_split.items():
-        rates[f"fooling_rate_{split}"] = attacks.fooling_rate(
-            model, images, v, config.batch_size
-        )
-    for split, images in images_by_split.items():
-        rates[f"random_noise_fooling_rate_{split}"] = attacks.fooling_rate(
-            model, images, noise, config.batch_size
-        )
+    for name, pattern in (
+        ("", v),
+        ("random_noise_", noise),
+        ("chessboard_", boards[square]),
+    ):
+        for split, images in images_by_split.items():
+            rates[f"{name}fooling_rate_{split}"] = rate(
+                model, images, pattern, config.batch_size
+            )
+    rates["chessboard_square"] = square
+    rates["chessboard_fooling_rate_train_by_square"] = by_square
+    baselines = max(
+        rates["random_noise_fooling_rate_test"], rates["chessboard_fooling_rate_test"]
+    )
+    rates["beats_baselines_test"] = rates["fooling_rate_test"] > baselines
     return rates
 
 

@@ -1,4 +1,4 @@
-"""tf.data pipelines shared by the jobs: stateless seeds and classification batches.
+"""Training/validation splits and the tf.data pipelines the jobs share.
 
 Random draws (augmentation, noise) use stateless ops with seeds from
 `with_noise_seeds`, so training draws change every epoch and evaluation
@@ -7,7 +7,47 @@ draws never do.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
+
+from cifar_denoise_adv.core.errors import UserError
+
+
+def validation_split(
+    count: int, total: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a deterministic (train, validation) split of training images.
+
+    The validation images are `count` of the `total` training images, drawn
+    by a permutation seeded with `seed`: the same seed gives the same split,
+    another seed another one. They never include a test image (only training
+    indices are split).
+
+    Args:
+      count: validation images, 0 <= count < total.
+      total: training images available.
+      seed: the split's seed.
+
+    Returns:
+      (train indices, validation indices), int64, each ascending.
+
+    Raises:
+      UserError: naming --validation_images when count >= total.
+    """
+    if count < 0 or (count and count >= total):
+        raise UserError(
+            f"--validation_images={count}: expected 0 or fewer than the {total} "
+            "training images."
+        )
+    chosen = np.random.default_rng(seed).permutation(total)[:count]
+    validation = np.sort(chosen).astype(np.int64)
+    train = np.setdiff1d(np.arange(total, dtype=np.int64), validation)
+    return train, validation
+
+
+def from_arrays(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+    """(image, label) examples from in-memory float32 images in [0, 1]."""
+    return tf.data.Dataset.from_tensor_slices((images, labels))
 
 
 def with_noise_seeds(images: tf.data.Dataset, seed: int, training: bool):
@@ -61,6 +101,7 @@ def labelled_batches(
     seed: int,
     training: bool,
     augment: bool = True,
+    translate: int = 4,
     cutout: int = 0,
     shuffle_buffer: int = 50_000,
 ) -> tf.data.Dataset:
@@ -71,7 +112,9 @@ def labelled_batches(
       batch_size: images per batch.
       seed: fixes the shuffle and the augmentation draws (new every epoch).
       training: shuffle and (with `augment`) crop/flip; else in order.
-      augment: random crop with 4-px padding and horizontal flip.
+      augment: random translation (crop after reflect padding) and
+        horizontal flip.
+      translate: the padding, i.e. the largest shift in pixels.
       cutout: with `augment`, side of the cutout square (0: none).
       shuffle_buffer: shuffle buffer size.
     """
@@ -83,7 +126,9 @@ def labelled_batches(
         if augment:
             dataset = with_noise_seeds(dataset, seed, training=True).map(
                 lambda pair, aug_seed: (
-                    crop_flip_augment(pair[0], aug_seed, cutout=cutout),
+                    crop_flip_augment(
+                        pair[0], aug_seed, padding=translate, cutout=cutout
+                    ),
                     pair[1],
                 ),
                 num_parallel_calls=tf.data.AUTOTUNE,

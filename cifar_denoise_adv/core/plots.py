@@ -120,3 +120,30 @@ def confusion_matrix(
         axis.set_title(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def learning_curves(
+    runs: dict[str, dict[str, Sequence[float]]], ylabel: str, title: str = ""
+):
+    """One metric per run against epochs (left) and training minutes (right).
+
+    Args:
+      runs: {run name: {"epochs": [...], "minutes": [...], "values": [...]}},
+        the three lists of equal length (minutes cumulative).
+      ylabel: what the values are, with their unit.
+      title: figure title.
+    """
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for name, run in runs.items():
+        for axis, x in zip(axes, ("epochs", "minutes"), strict=True):
+            axis.plot(run[x], run["values"], marker="o", markersize=3, label=name)
+    axes[0].set_xlabel("epoch")
+    axes[1].set_xlabel("training minutes (cumulative)")
+    axes[0].set_ylabel(ylabel)
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure

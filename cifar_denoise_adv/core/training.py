@@ -7,6 +7,7 @@ SavedModel export and the reload check.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -21,6 +22,7 @@ import tensorflow as tf
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import pipelines
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
@@ -28,6 +30,7 @@ BACKUP_DIR = "backup"
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # A SavedModel that differs from its Keras model by more than this fails the run.
 EXPORT_TOLERANCE = 1e-4
 
@@ -52,6 +55,20 @@ class TrainingConfig(config_lib.RunConfig):
     )
     max_test_images: int = setting(
         0, "Use at most this many test images (0: all).", low=0
+    )
+    validation_images: int = setting(
+        500,
+        "Training images held out (chosen by --seed) for the per-epoch "
+        "validation and for choosing recipes; the test set is only evaluated "
+        "once, at the end. 0: train on every training image, no validation.",
+        low=0,
+    )
+    precision: str = setting(
+        "float32",
+        "Keras mixed-precision policy: float32, mixed_bfloat16 (CPUs with "
+        "AVX512_BF16/AMX, GPUs of compute capability >= 8.0) or mixed_float16 "
+        "(GPUs); weights, outputs and the loss stay float32.",
+        choices=PRECISIONS,
     )
     strategy: str = setting(
         "default",
@@ -99,6 +116,53 @@ def warmup_cosine(
     )
 
 
+@keras.saving.register_keras_serializable(package="cifar_denoise_adv")
+class Triangle(keras.optimizers.schedules.LearningRateSchedule):
+    """Piecewise-linear rate: start x peak -> peak at `peak_at` -> end x peak.
+
+    airbench94's schedule (K. Jordan 2024): from 0.2 of the peak up to the
+    peak at 23% of the steps, then down to 0.07 of the peak at the last step.
+    """
+
+    def __init__(
+        self,
+        peak_learning_rate: float,
+        total_steps: int,
+        start: float = 0.2,
+        end: float = 0.07,
+        peak_at: float = 0.23,
+    ):
+        self.peak_learning_rate = peak_learning_rate
+        self.total_steps = total_steps
+        self.start, self.end, self.peak_at = start, end, peak_at
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        peak_step = max(self.peak_at * self.total_steps, 1.0)
+        rising = self.start + (1.0 - self.start) * step / peak_step
+        falling = 1.0 + (self.end - 1.0) * (step - peak_step) / max(
+            self.total_steps - peak_step, 1.0
+        )
+        fraction = tf.where(step < peak_step, rising, falling)
+        return self.peak_learning_rate * tf.maximum(fraction, self.end)
+
+    def get_config(self):
+        return {
+            "peak_learning_rate": self.peak_learning_rate,
+            "total_steps": self.total_steps,
+            "start": self.start,
+            "end": self.end,
+            "peak_at": self.peak_at,
+        }
+
+
+def schedule(name: str, peak: float, total_steps: int, warmup_steps: int):
+    """The learning-rate schedule --schedule names (see TrainingConfig)."""
+    if name == "triangle":
+        return Triangle(peak, total_steps)
+    return warmup_cosine(peak, total_steps, warmup_steps)
+
+
 def completed_epochs(run_dir: str) -> int:
     """Epochs finished by an earlier, interrupted or complete run in run_dir."""
     path = os.path.join(run_dir, BACKUP_DIR, "training_metadata.json")
@@ -137,39 +201,122 @@ class RunStart:
     """A training job's starting point: strategy, data and progress."""
 
     strategy: tf.distribute.Strategy
-    train_set: tf.data.Dataset  # (image, label) examples, --max_train_images
+    train_set: tf.data.Dataset  # (image, label): training images minus validation
+    validation_set: tf.data.Dataset | None  # held-out training images, or None
     test_set: tf.data.Dataset  # (image, label) examples, --max_test_images
     num_train: int
+    num_validation: int
     steps_per_epoch: int
     done: int  # epochs an earlier, interrupted invocation completed
+
+    def image_counts(self, num_test: int) -> dict:
+        """{"train", "validation", "test"} image counts, for the run record."""
+        return {
+            "train": self.num_train,
+            "validation": self.num_validation,
+            "test": num_test,
+        }
 
 
 def start_run(config: TrainingConfig, log) -> RunStart:
     """The set-up every training job shares, in the order it must happen.
 
     Seeds the global RNGs first (the pipelines' seeds depend on it), makes
-    the run folder and the tf.distribute strategy, loads both splits, counts
-    the training images and finds how many epochs an interrupted run
-    already completed (logged when resuming).
+    the run folder and the tf.distribute strategy, loads the training images
+    (at most --max_train_images) and holds --validation_images of them out
+    (`pipelines.validation_split`, by --seed), loads the test images, and
+    finds how many epochs an interrupted run already completed (logged when
+    resuming).
     """
     outputs.make_run_dir(config.run_dir)
     keras.utils.set_random_seed(config.seed)
+    check_precision(config.precision)
     strategy = make_strategy(config.strategy)
     data_dir = config.data_dir or None
-    train_set = data.load("train", data_dir).take(config.max_train_images or -1)
+    images, labels = data.load_arrays(
+        "train", data_dir, config.max_train_images or None
+    )
+    train, validation = pipelines.validation_split(
+        config.validation_images, len(images), config.seed
+    )
+    validation_set = None
+    if len(validation):
+        validation_set = pipelines.from_arrays(images[validation], labels[validation])
     test_set = data.load("test", data_dir).take(config.max_test_images or -1)
-    num_train = int(train_set.reduce(0, lambda n, _: n + 1))
     done = completed_epochs(config.run_dir)
     if done:
         log(f"resuming after epoch {done} of {config.epochs}")
     return RunStart(
         strategy=strategy,
-        train_set=train_set,
+        train_set=pipelines.from_arrays(images[train], labels[train]),
+        validation_set=validation_set,
         test_set=test_set,
-        num_train=num_train,
-        steps_per_epoch=math.ceil(num_train / config.batch_size),
+        num_train=len(train),
+        num_validation=len(validation),
+        steps_per_epoch=math.ceil(len(train) / config.batch_size),
         done=done,
     )
+
+
+def _cpu_has_bfloat16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = f.read()
+    except OSError:
+        return True  # cannot tell (not Linux): let TensorFlow decide
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def check_precision(precision: str) -> None:
+    """Refuses a mixed precision the devices here cannot run fast.
+
+    mixed_float16 needs a GPU (CPUs emulate float16 matmuls, slower than
+    float32); mixed_bfloat16 needs a GPU of compute capability >= 8.0 or a
+    CPU with AVX512_BF16 or AMX-BF16 when there is no GPU.
+
+    Raises:
+      UserError: naming --precision and what the machine has.
+    """
+    if precision == "float32":
+        return
+    gpus = tf.config.list_physical_devices("GPU")
+    if precision == "mixed_float16" and not gpus:
+        raise UserError(
+            "--precision=mixed_float16 needs a GPU (this machine has none; CPUs "
+            "emulate float16): use float32, or mixed_bfloat16 on a CPU with "
+            "AVX512_BF16."
+        )
+    if precision == "mixed_bfloat16":
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            capability = details.get("compute_capability", (8, 0))
+            if tuple(capability) < (8, 0):
+                raise UserError(
+                    "--precision=mixed_bfloat16 needs a GPU of compute capability "
+                    f">= 8.0 (this one: {capability}): use mixed_float16."
+                )
+        elif not _cpu_has_bfloat16():
+            raise UserError(
+                "--precision=mixed_bfloat16: this CPU has no AVX512_BF16 or "
+                "AMX-BF16 units, so bfloat16 would be emulated and slower: use "
+                "float32."
+            )
+
+
+@contextlib.contextmanager
+def precision_scope(precision: str):
+    """Builds models under a Keras dtype policy, restoring the previous one.
+
+    Layers made inside compute in the policy's dtype (bfloat16 or float16)
+    and keep float32 weights; model builders give their output layers
+    dtype="float32", so outputs and losses stay float32.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def fit_resumable(
@@ -283,6 +430,7 @@ def training_time(fit: dict, config: TrainingConfig, num_train: int, run_dir: st
         previous = outputs.read_json(path)
     epochs_now = config.epochs - fit["resumed_from_epoch"]
     return {
+        "epoch_train_seconds": [float(t) for t in fit["train_seconds"]],
         "train_seconds_this_run": seconds,
         "train_seconds_total": seconds + previous.get("train_seconds_total", 0.0),
         "train_images_per_s": num_train * epochs_now / seconds if seconds else None,

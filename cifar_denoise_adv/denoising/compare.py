@@ -1,7 +1,8 @@
 """Two or more finished denoising runs side by side, paired per image.
 
 `run(config)` is the `compare` app's job: it prints the table and, with a
-run_dir, writes comparison.md and comparison.json there.
+run_dir, writes comparison.md, comparison.json and validation_curves.png
+(validation PSNR against epochs and against training minutes) there.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import numpy as np
 
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import plots
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 from cifar_denoise_adv.denoising import noise
 from cifar_denoise_adv.denoising.denoise_job import PSNR_FILE
+
+CURVES_FILE = "validation_curves.png"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +48,16 @@ def run(config: CompareConfig, log=lambda message: None) -> dict:
         folder = outputs.make_run_dir(config.run_dir)
         outputs.write_text(os.path.join(folder, "comparison.md"), table)
         outputs.write_json(os.path.join(folder, "comparison.json"), comparison)
+        figure = curves_figure(
+            {
+                os.path.basename(os.path.normpath(run)): outputs.read_json(
+                    os.path.join(run, outputs.METRICS_FILE)
+                )
+                for run in config.runs
+            }
+        )
+        if figure is not None:
+            outputs.save_figure(figure, os.path.join(folder, CURVES_FILE))
     return comparison
 
 
@@ -141,3 +155,84 @@ def comparison_markdown(comparison: dict) -> str:
             f"{pair['standard_error']:.3f} | {100 * pair['fraction_better']:.1f}% |"
         )
     return "\n".join(lines) + "\n"
+
+
+def validation_curve(metrics: dict) -> dict:
+    """A denoise run's validation PSNR per epoch and its cumulative minutes.
+
+    Returns:
+      {"epochs", "minutes", "values"} lists of equal length (empty when the
+      run recorded no per-epoch validation).
+    """
+    values = metrics.get("history", {}).get("val_psnr", [])
+    seconds = metrics.get("epoch_train_seconds", [])[-len(values) :] if values else []
+    if len(seconds) != len(values):
+        return {"epochs": [], "minutes": [], "values": []}
+    first = metrics["epochs"] - len(values) + 1
+    return {
+        "epochs": list(range(first, metrics["epochs"] + 1)),
+        "minutes": list(np.cumsum(seconds) / 60.0),
+        "values": list(values),
+    }
+
+
+def budget_gaps(first: dict, second: dict) -> dict:
+    """Validation-PSNR gap (first - second) at equal epochs and equal minutes.
+
+    Args:
+      first: a `validation_curve` result (e.g. the ResNet's).
+      second: another (e.g. the plain net's).
+
+    Returns:
+      {"epochs": e, "gap_at_equal_epochs_db": ..., "minutes": t,
+       "gap_at_equal_minutes_db": ...}: e is the last epoch both reached, t
+      the shorter run's training minutes (the longer run's curve is
+      interpolated there); None where a curve is empty.
+    """
+    if not first["values"] or not second["values"]:
+        return {
+            "epochs": None,
+            "gap_at_equal_epochs_db": None,
+            "minutes": None,
+            "gap_at_equal_minutes_db": None,
+        }
+    epochs = min(first["epochs"][-1], second["epochs"][-1])
+
+    def at_epoch(curve):
+        return curve["values"][curve["epochs"].index(epochs)]
+
+    minutes = min(first["minutes"][-1], second["minutes"][-1])
+
+    def at_minutes(curve):
+        return float(np.interp(minutes, curve["minutes"], curve["values"]))
+
+    return {
+        "epochs": epochs,
+        "gap_at_equal_epochs_db": at_epoch(first) - at_epoch(second),
+        "minutes": minutes,
+        "gap_at_equal_minutes_db": at_minutes(first) - at_minutes(second),
+    }
+
+
+def curves_figure(metrics_by_name: dict[str, dict]):
+    """Validation PSNR per epoch and per training minute, one line per run.
+
+    Args:
+      metrics_by_name: {label: a denoise run's metrics.json content}.
+
+    Returns:
+      A matplotlib figure, or None when no run recorded validation curves.
+    """
+    curves = {
+        name: validation_curve(metrics) for name, metrics in metrics_by_name.items()
+    }
+    curves = {name: curve for name, curve in curves.items() if curve["values"]}
+    if not curves:
+        return None
+    counts = {m.get("images", {}).get("validation") for m in metrics_by_name.values()}
+    return plots.learning_curves(
+        curves,
+        "validation PSNR (dB)",
+        title=f"denoisers on {'/'.join(str(c) for c in counts)} held-out training "
+        "images (validation), noise fixed",
+    )

@@ -28,6 +28,12 @@ from cifar_denoise_adv.denoising import noise_job
 from cifar_denoise_adv.denoising import pipelines
 
 PSNR_FILE = "psnr_per_image.npz"
+EVALUATED_ON = {
+    "history (val_*), TensorBoard validation, image grids": (
+        "the validation images, held out of the training images"
+    ),
+    "psnr_db, psnr_per_image.npz, figures": "the test images, once, at the end",
+}
 ARCHS = ("resnet", "plain")
 
 
@@ -60,20 +66,23 @@ class DenoiseConfig(training.TrainingConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class _TestSet:
-    """The evaluation images under fixed noise, in memory."""
+class _FixedNoise:
+    """Evaluation images under fixed noise: in memory and as a pipeline."""
 
     noisy: np.ndarray
     clean: np.ndarray
     labels: np.ndarray
-    batches: object  # the same pairs as a tf.data pipeline, for validation
+    batches: object  # the same (noisy, clean) pairs as a tf.data pipeline
 
 
 def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict:
     """Trains (or resumes) a denoiser and evaluates it on the whole test set.
 
-    Evaluation noise is fixed: the same clipped noise as the `noise` job
-    draws for the test set with the same seed. Writes into run_dir:
+    The per-epoch validation (history `val_*`, TensorBoard, image grids) is
+    on --validation_images held-out training images; the test images are
+    evaluated once, at the end, for the reported PSNR. Evaluation noise is
+    fixed: the test set gets the same clipped noise as the `noise` job draws
+    for it with the same seed. Writes into run_dir:
     metrics.json, flags.cfg, recovery_examples.png, psnr_histogram.png,
     psnr_per_image.npz, model.keras, saved_model/, tb/ and backup/.
 
@@ -84,8 +93,8 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
     config = config_lib.resolve(config)
     setup = training.start_run(config, log)
     outputs.write_flagfile(config, "denoise")
-    train, test = _pipelines(config, setup)
-    with setup.strategy.scope():
+    train, validation, test = _pipelines(config, setup)
+    with training.precision_scope(config.precision), setup.strategy.scope():
         model = _build(config, setup.steps_per_epoch, log, resumed=bool(setup.done))
     log(
         f"{model.name}: {model.count_params():,} parameters, {setup.num_train} "
@@ -94,10 +103,10 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
     fit = training.fit_resumable(
         model,
         train,
-        test.batches,
+        validation and validation.batches,
         epochs=config.epochs,
         run_dir=config.run_dir,
-        callbacks=[_image_grids(config, test)],
+        callbacks=_image_grids(config, validation),
         verbose=verbose,
     )
     export_error = training.finish_training(model, config.run_dir, test.noisy[:8])
@@ -109,10 +118,12 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
         {
             "model": model.name,
             "parameters": model.count_params(),
-            "images": {"train": setup.num_train, "test": len(test.noisy)},
+            "images": setup.image_counts(len(test.noisy)),
+            "evaluated_on": EVALUATED_ON,
             "sigma": config.sigma,
             "noise": "y = clip(x + N(0, sigma^2), 0, 1); test noise fixed by seed",
             "test_noise_seed": noise_job.split_seed(config.seed, "test"),
+            "validation_noise_seed": noise_job.split_seed(config.seed, "validation"),
             "epochs": config.epochs,
             "resumed_from_epoch": fit["resumed_from_epoch"],
             "initialised_from": _lineage(config.init_from),
@@ -128,15 +139,19 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
     return record
 
 
-def _image_grids(config: DenoiseConfig, test: _TestSet) -> summaries.ImageGrids:
-    """Noisy | recovered | clean of 4 test images in TensorBoard each epoch."""
-    return summaries.ImageGrids(
-        summaries.log_dir(config.run_dir, "images"),
-        test.noisy[:4],
-        test.clean[:4],
-        "noisy_recovered_clean",
-        transform=lambda x: np.clip(x, 0.0, 1.0),
-    )
+def _image_grids(config: DenoiseConfig, validation: _FixedNoise | None) -> list:
+    """Noisy | recovered | clean of 4 validation images in TensorBoard per epoch."""
+    if validation is None:
+        return []
+    return [
+        summaries.ImageGrids(
+            summaries.log_dir(config.run_dir, "images"),
+            validation.noisy[:4],
+            validation.clean[:4],
+            "validation/noisy_recovered_clean",
+            transform=lambda x: np.clip(x, 0.0, 1.0),
+        )
+    ]
 
 
 def _summary_line(stats: dict, count: int) -> str:
@@ -148,7 +163,7 @@ def _summary_line(stats: dict, count: int) -> str:
 
 
 def _pipelines(config: DenoiseConfig, setup: training.RunStart):
-    """The training pipeline and the fixed-noise test set."""
+    """The training pipeline, and the validation and test sets under fixed noise."""
     train = pipelines.noisy_pairs(
         setup.train_set,
         sigma=config.sigma,
@@ -158,20 +173,27 @@ def _pipelines(config: DenoiseConfig, setup: training.RunStart):
         training=True,
         augment=config.augment,
     )
-    validation = pipelines.noisy_pairs(
-        setup.test_set,
+    validation = None
+    if setup.validation_set is not None:
+        validation = _fixed_noise(config, setup.validation_set, "validation")
+    return train, validation, _fixed_noise(config, setup.test_set, "test")
+
+
+def _fixed_noise(config: DenoiseConfig, images, split: str) -> _FixedNoise:
+    batches = pipelines.noisy_pairs(
+        images,
         sigma=config.sigma,
         batch_size=256,
-        seed=noise_job.split_seed(config.seed, "test"),
+        seed=noise_job.split_seed(config.seed, split),
         training=False,
     )
-    batches = list(validation.as_numpy_iterator())
-    labels = [y for _, y in setup.test_set.batch(4096).as_numpy_iterator()]
-    return train, _TestSet(
-        noisy=np.concatenate([batch[0] for batch in batches]),
-        clean=np.concatenate([batch[1] for batch in batches]),
+    pairs = list(batches.as_numpy_iterator())
+    labels = [y for _, y in images.batch(4096).as_numpy_iterator()]
+    return _FixedNoise(
+        noisy=np.concatenate([pair[0] for pair in pairs]),
+        clean=np.concatenate([pair[1] for pair in pairs]),
         labels=np.concatenate(labels),
-        batches=validation,
+        batches=batches,
     )
 
 
@@ -201,7 +223,7 @@ def _build(config: DenoiseConfig, steps_per_epoch: int, log, resumed: bool):
     return model
 
 
-def _evaluate(model: keras.Model, test: _TestSet) -> dict:
+def _evaluate(model: keras.Model, test: _FixedNoise) -> dict:
     """Recovered images, per-image PSNR (noisy, recovered, gain) and speed."""
     begin = time.perf_counter()
     recovered = np.clip(model.predict(test.noisy, batch_size=256, verbose=0), 0, 1)
@@ -223,7 +245,7 @@ def _evaluate(model: keras.Model, test: _TestSet) -> dict:
     }
 
 
-def _figures(config: DenoiseConfig, test: _TestSet, evaluation: dict) -> None:
+def _figures(config: DenoiseConfig, test: _FixedNoise, evaluation: dict) -> None:
     per_image = evaluation["per_image"]
     outputs.save_npz(
         os.path.join(config.run_dir, PSNR_FILE),
@@ -248,7 +270,7 @@ def _figures(config: DenoiseConfig, test: _TestSet, evaluation: dict) -> None:
     )
 
 
-def _recovery_figure(test: _TestSet, recovered, per_image: dict, count: int):
+def _recovery_figure(test: _FixedNoise, recovered, per_image: dict, count: int):
     rows, captions = [], []
     before, after = per_image["noisy"], per_image["recovered"]
     for i in range(min(count, len(test.noisy))):

@@ -165,7 +165,13 @@ def build_denoiser(
     if downscale > 1:
         x = PixelShuffle(downscale, name="shuffle")(x)
         x = CropLike(name="crop")([x, noisy])
-    outputs = layers.Add(name="global_add")([noisy, x]) if use_skips else x
+    # Under a mixed-precision policy the blocks compute in bfloat16/float16;
+    # the residual is added to the float32 input and returned in float32.
+    x = layers.Activation("linear", dtype="float32", name="tail_float32")(x)
+    if use_skips:
+        outputs = layers.Add(name="global_add", dtype="float32")([noisy, x])
+    else:
+        outputs = x
     default_name = "resnet_denoiser" if use_skips else "plain_denoiser"
     return keras.Model(noisy, outputs, name=name or default_name)
 

@@ -62,9 +62,15 @@ class NoiseConfig(config_lib.RunConfig):
     )
 
 
+# The evaluation-noise seed of each split is seed + its offset, so splits
+# draw apart; "validation" is the held-out training images of the training
+# jobs (`--validation_images`).
+NOISE_SEED_OFFSETS = {"train": 0, "test": 1, "validation": 2}
+
+
 def split_seed(seed: int, split: str) -> int:
-    """The evaluation-noise seed of a split (train and test draw apart)."""
-    return seed + data.SPLITS.index(split)
+    """The evaluation-noise seed of a split: seed + NOISE_SEED_OFFSETS[split]."""
+    return seed + NOISE_SEED_OFFSETS[split]
 
 
 def _noise_draws(split: str, data_dir: str | None, seed: int, limit: int | None):

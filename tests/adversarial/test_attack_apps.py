@@ -40,6 +40,7 @@ def classifier_run(tmp_path_factory):
             # The rate the old shared flag gave: 0.1 diverges on 20 images.
             "--learning_rate=1e-3",
             "--warmup_epochs=0.5",
+            "--validation_images=4",
         ]
     )
     classify.APP.job(config, log=_quiet)
@@ -162,6 +163,24 @@ def test_universal_app_writes_every_promised_output(classifier_run, tmp_path, me
         assert metrics[f"random_noise_fooling_rate_{split}"] == pytest.approx(
             attacks.fooling_rate(model, images[split], noise)
         )
+    # The chessboard baseline: the square that fools most training images,
+    # its rates on both splits, and the verdict against both baselines.
+    by_square = metrics["chessboard_fooling_rate_train_by_square"]
+    assert sorted(int(s) for s in by_square) == [1, 2, 4, 8]
+    square = metrics["chessboard_square"]
+    assert by_square[str(square)] == max(by_square.values())
+    board = attacks.chessboard_perturbation(v.shape, 8 / 255, np.inf, square)
+    for split in ("train", "test"):
+        assert metrics[f"chessboard_fooling_rate_{split}"] == pytest.approx(
+            attacks.fooling_rate(model, images[split], board)
+        )
+    assert metrics["beats_baselines_test"] == (
+        metrics["fooling_rate_test"]
+        > max(
+            metrics["random_noise_fooling_rate_test"],
+            metrics["chessboard_fooling_rate_test"],
+        )
+    )
     for name in ("perturbation.png", "fooled_flows.png", "examples.png", "flags.cfg"):
         assert (run_dir / name).stat().st_size > 0, name
 
@@ -186,6 +205,7 @@ def test_universal_sweep(classifier_run, tmp_path):
 
     results = sweep(config, [2 / 255, 8 / 255])
     assert len(results["sgd"]["test"]) == 2 and len(results["random"]["train"]) == 2
+    assert len(results["chessboard"]["test"]) == 2
     assert (tmp_path / "sweep.png").stat().st_size > 0
     assert json.loads((tmp_path / "sweep.json").read_text())["xi"] == results["xi"]
     train_images = json.loads((tmp_path / "sgd_xi2.0" / "metrics.json").read_text())

@@ -167,6 +167,26 @@ class ProjectionTest(parameterized.TestCase, tf.test.TestCase):
         projected = attacks.project_lp(v, 1.0, 2).numpy()
         self.assertAllClose(projected, v / np.linalg.norm(v))
 
+    @parameterized.parameters(2, np.inf)
+    def test_chessboard_has_the_norm_and_the_pattern(self, p):
+        board = attacks.chessboard_perturbation((32, 32, 3), 10 / 255, p, square=4)
+        board = board.numpy()
+        norm = np.abs(board).max() if p == np.inf else np.linalg.norm(board)
+        self.assertAllClose(norm, 10 / 255, atol=1e-6)
+        amplitude = np.abs(board).max()
+        self.assertAllClose(np.abs(board), np.full((32, 32, 3), amplitude))
+        signs = np.sign(board[:, :, 0])
+        # 4x4 squares alternate like a chessboard, the same in every channel.
+        self.assertAllEqual(signs[:4, :4], np.ones((4, 4)))
+        self.assertAllEqual(signs[:4, 4:8], -np.ones((4, 4)))
+        self.assertAllEqual(signs[4:8, :4], -np.ones((4, 4)))
+        self.assertAllEqual(signs[4:8, 4:8], np.ones((4, 4)))
+        self.assertAllEqual(board[:, :, 0], board[:, :, 2])
+        one = attacks.chessboard_perturbation((2, 2, 1), 0.1, np.inf, 1).numpy()
+        self.assertAllClose(one[:, :, 0], [[0.1, -0.1], [-0.1, 0.1]])
+        with pytest.raises(ValueError, match="square"):
+            attacks.chessboard_perturbation((32, 32, 3), 0.1, np.inf, 0)
+
     def test_bad_norm_and_radius_are_refused(self):
         with pytest.raises(ValueError, match="p must"):
             attacks.project_lp(np.zeros(SHAPE), 1.0, 1)
@@ -328,6 +348,26 @@ class UniversalTest(tf.test.TestCase):
             model, images, 0.5, 2, delta=0.0, max_passes=2, num_classes=4, seed=3
         )
         self.assertAllClose(chunked.perturbation, v, atol=1e-6)
+
+    def test_keep_best_pass_returns_the_best_passs_v(self):
+        model, images = _toy_universal_problem()
+        # A budget at which the passes' rates go up and down (checked below).
+        kwargs = dict(xi=0.03, p=np.inf, delta=0.0, max_passes=5, num_classes=4, seed=1)
+        last = attacks.universal_perturbation(model, images, **kwargs)
+        best = attacks.universal_perturbation(
+            model, images, keep_best_pass=True, **kwargs
+        )
+        rates = last.history["fooling_rates"]
+        self.assertGreater(max(rates), rates[-1])
+        self.assertEqual(best.history["fooling_rates"], rates)
+        self.assertEqual(last.history["returned_pass"], len(rates))
+        self.assertEqual(best.history["returned_pass"], int(np.argmax(rates)) + 1)
+        self.assertAllClose(
+            attacks.fooling_rate(model, images, best.perturbation), max(rates)
+        )
+        self.assertAllClose(
+            attacks.fooling_rate(model, images, last.perturbation), rates[-1]
+        )
 
     def test_universal_loop_is_reproducible_with_a_seed(self):
         model, images = _toy_universal_problem()

@@ -39,6 +39,7 @@ def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
             # The rate the old shared flag gave: 0.1 diverges on 20 images.
             "--learning_rate=1e-3",
             "--warmup_epochs=0.5",
+            "--validation_images=4",
             "--label_smoothing=0.1",
             "--cutout=8",
         ]
@@ -53,7 +54,13 @@ def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
         "saved_model/saved_model.pb",
     ):
         assert (run_dir / name).exists(), name
-    assert metrics["images"] == {"train": 20, "test": 4}
+    assert metrics["images"] == {"train": 16, "validation": 4, "test": 4}
+    # Per-epoch validation is on the held-out training images, not the test set.
+    assert len(metrics["history"]["val_accuracy"]) == 2
+    assert "validation" in metrics["evaluated_on"]["validation_accuracy"]
+    for name, count in (("train", 16), ("validation", 4)):
+        correct = metrics[f"{name}_accuracy"] * count
+        assert correct == pytest.approx(round(correct))
     assert set(metrics["per_class_accuracy"]) >= {"airplane", "truck"}
     matrix = np.array(metrics["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 4
@@ -74,7 +81,10 @@ def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
         assert metrics["per_class_accuracy"][name] == pytest.approx(expected), name
     assert len(metrics["history"]["val_accuracy"]) == 2
     assert metrics["saved_model_max_abs_difference"] < 1e-4
-    assert classifier.load_classifier(str(run_dir)).name == "resnet9_classifier"
+    # The exported classifier is the network inside test-time augmentation.
+    loaded = classifier.load_classifier(str(run_dir))
+    assert loaded.name == "airbench_classifier_tta2"
+    assert loaded.get_layer("airbench_classifier").name == "airbench_classifier"
     with pytest.raises(UserError, match="--classifier"):
         classifier.load_classifier(str(tmp_path))
 

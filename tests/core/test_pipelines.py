@@ -1,9 +1,15 @@
-"""Classification batches: crop/flip augmentation, cutout, evaluation order."""
+"""Splits and classification batches: validation split, augmentation, order."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from cifar_denoise_adv.core import pipelines
+from cifar_denoise_adv.core import training
+from cifar_denoise_adv.core.errors import UserError
+from cifar_denoise_adv.denoising.denoise_job import DenoiseConfig
+from tests.conftest import TRAIN_FILES
+from tests.conftest import write_cifar
 
 
 def test_crop_flip_keeps_shape_and_varies_per_epoch():
@@ -38,3 +44,48 @@ def test_evaluation_seeds_are_a_pure_function_of_seed_and_index():
         s.numpy().tolist() for _, s in pipelines.with_noise_seeds(images, 7, False)
     ]
     assert seeds == [[7, 0], [7, 1], [7, 2]]
+
+
+def test_validation_split_is_deterministic_per_seed_and_disjoint():
+    train, validation = pipelines.validation_split(30, 200, seed=3)
+    again_train, again_validation = pipelines.validation_split(30, 200, seed=3)
+    np.testing.assert_array_equal(validation, again_validation)
+    np.testing.assert_array_equal(train, again_train)
+    assert len(validation) == 30 and len(train) == 170
+    assert not set(train) & set(validation)
+    assert sorted(set(train) | set(validation)) == list(range(200))
+    _, other = pipelines.validation_split(30, 200, seed=4)
+    assert set(other) != set(validation)
+
+
+def test_validation_split_refuses_taking_every_image():
+    with pytest.raises(UserError, match="^--validation_images=20: expected 0 or"):
+        pipelines.validation_split(20, 20, seed=0)
+    train, validation = pipelines.validation_split(0, 20, seed=0)
+    assert len(train) == 20 and len(validation) == 0
+
+
+def test_training_jobs_validate_on_training_images_never_test_images(tmp_path):
+    # Every image is unique, so pixels tell which file an image came from.
+    data_dir, arrays = write_cifar(tmp_path / "data", "python", per_file=6, seed=5)
+    config = DenoiseConfig(
+        run_dir=str(tmp_path / "run"),
+        data_dir=data_dir,
+        validation_images=7,
+        seed=1,
+    )
+    setup = training.start_run(config, log=lambda message: None)
+    held_out = np.stack([x for x, _ in setup.validation_set.as_numpy_iterator()])
+    trained = np.stack([x for x, _ in setup.train_set.as_numpy_iterator()])
+    as_bytes = lambda images: {  # noqa: E731
+        np.round(image * 255).astype(np.uint8).tobytes() for image in images
+    }
+    train_files = np.concatenate([arrays[n][0] for n in TRAIN_FILES])
+    test_file = arrays["test_batch"][0]
+    train_pixels = {image.tobytes() for image in train_files}
+    test_pixels = {image.tobytes() for image in test_file}
+    assert len(held_out) == 7 and len(trained) == 30 - 7
+    assert as_bytes(held_out) <= train_pixels
+    assert not as_bytes(held_out) & test_pixels
+    assert not as_bytes(held_out) & as_bytes(trained)
+    assert setup.image_counts(6) == {"train": 23, "validation": 7, "test": 6}

@@ -22,7 +22,14 @@ from cifar_denoise_adv.denoising import compare as compare_lib
 from cifar_denoise_adv.denoising import denoise_job
 from cifar_denoise_adv.denoising import inference
 
-TINY = dict(num_blocks=1, filters=4, downscale=2, batch_size=8, num_examples=6)
+TINY = dict(
+    num_blocks=1,
+    filters=4,
+    downscale=2,
+    batch_size=8,
+    num_examples=6,
+    validation_images=4,
+)
 
 
 def _argv(app, **settings):
@@ -59,7 +66,14 @@ def test_smoke_run_writes_every_promised_output(finished_run):
     ):
         assert (run_dir / name).exists(), name
     assert any("events" in n for _, _, f in os.walk(run_dir / "tb") for n in f)
-    assert metrics["images"] == {"train": 20, "test": 4}
+    assert metrics["images"] == {"train": 16, "validation": 4, "test": 4}
+    assert (
+        "validation"
+        in metrics["evaluated_on"][
+            "history (val_*), TensorBoard validation, image grids"
+        ]
+    )
+    assert len(metrics["history"]["val_psnr"]) == 1
     assert metrics["sigma"] == 0.1 and metrics["test_noise_seed"] == 1
     assert set(metrics["psnr_db"]) == {"recovered", "noisy", "gain"}
     assert metrics["train_images_per_s"] > 0 and metrics["inference_images_per_s"] > 0
@@ -102,7 +116,7 @@ def test_resume_after_an_interrupted_run(finished_run, tmp_path, monkeypatch):
     assert metrics["resumed_from_epoch"] == 1
     assert len(metrics["history"]["loss"]) == 2  # epochs 2 and 3 only
     model = keras.models.load_model(run_dir / "model.keras")
-    steps_per_epoch = 3  # 20 images, batch 8
+    steps_per_epoch = 2  # 16 images (20 minus 4 held out), batch 8
     assert int(model.optimizer.iterations.numpy()) == 3 * steps_per_epoch
 
     # Complete: the same command again trains nothing and re-evaluates.
@@ -194,7 +208,7 @@ def test_mirrored_strategy_over_two_logical_cpus(finished_run, tmp_path):
         training.make_strategy = lambda name: strategy
         config = denoise_job.DenoiseConfig(
             num_blocks=1, filters=4, downscale=2, batch_size=8, epochs=1,
-            strategy="mirrored", run_dir={str(tmp_path / "run")!r},
+            validation_images=4, strategy="mirrored", run_dir={str(tmp_path / "run")!r},
             data_dir={data_dir!r})
         metrics = denoise_job.run(config, verbose=0)
         print("replicas", strategy.num_replicas_in_sync, metrics["psnr_db"])

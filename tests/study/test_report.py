@@ -99,11 +99,13 @@ def test_sweep_table_and_minutes_count_reused_runs():
             "xi_reaching_level_train": 6 / 255,
         },
         "random": {"train": [0.0, 0.01], "test": [0.02, 0.1]},
+        "chessboard": {"train": [0.03, 0.2], "test": [0.04, 0.25]},
     }
     kind, header, rows = adversarial_sections.sweep_table(sweep)
     assert kind == "table" and header == ["linf xi x 255", "2", "8"]
     assert ["sgd, train", "20.00%", "90.00%"] in rows
-    assert ["random noise, test", "2.00%", "10.00%"] in rows
+    assert ["random signs, test", "2.00%", "10.00%"] in rows
+    assert ["chessboard, train", "3.00%", "20.00%"] in rows
     assert ["deepfool, minutes", "2.0", "1.0"] in rows
     # The runs table counts the sweep's reused runs (sweep.json's
     # compute_seconds: 240 s), not the few seconds its last invocation took.
@@ -148,8 +150,10 @@ def _steps():
         },
         "classifier": {
             "metrics": {
-                "images": {"train": 5085, "test": 768},
+                "images": {"train": 4585, "validation": 500, "test": 768},
                 "test_accuracy": 0.763,
+                "validation_accuracy": 0.75,
+                "train_accuracy": 0.998,
                 "epochs": 80,
             }
         },
@@ -168,6 +172,9 @@ def _steps():
                 "images": {"train": 2000, "test": 768},
                 "fooling_rate_train": 0.6,
                 "fooling_rate_test": 0.55,
+                "random_noise_fooling_rate_test": 0.19,
+                "chessboard_fooling_rate_test": 0.6,
+                "beats_baselines_test": False,
             }
         },
     }
@@ -198,16 +205,23 @@ def test_headline_rows_in_literal_text():
             "19.997 ± 0.110 dB",
             "agrees (within 0.05)",
         ],
-        ["classifier test accuracy, 768 images", "76.30%", "not reported", ""],
+        [
+            "classifier accuracy on 768 test images (validation 500, training 4585)",
+            "76.30% (75.00%, 99.80%)",
+            "not reported",
+            "",
+        ],
         ["targeted fgsm success, eps 0.02, 400 images", "41.25%", "not reported", ""],
         [
-            "universal (deepfool) fooling rate on the 2000 training images v was "
-            "computed on (on 768 unseen test images)",
-            "60.00% (55.00%)",
+            "universal (deepfool) fooling rate on 768 unseen test images (on the "
+            "2000 training images v was computed on)",
+            "55.00% (60.00%)",
             "65.17% (training set)",
+            "same norm, test images: random signs 19.00%, chessboard 60.00% (NOT "
+            "beaten); training images against the reference's training-set rate: "
             "budget: linf xi = 10/255 (the reference's xi is not recorded here; "
             "the rate grows with xi); classifier: ours has 76.30% test accuracy, "
-            "trained 80 epochs on 5085 images; data size: 2000 train / 768 test "
+            "trained 80 epochs on 4585 images; data size: 2000 train / 768 test "
             "images (reference: full CIFAR-10, 50000 / 10000)",
         ],
     ]

@@ -26,6 +26,7 @@ TINY_STEP_FLAGS = {
         "--batch_size=8",
         "--warmup_epochs=0",
         "--num_examples=4",
+        "--validation_images=4",
     ],
     "plain": ["--flagfile={dir}/resnet.cfg", "--arch=plain"],
     "classifier": [
@@ -34,6 +35,7 @@ TINY_STEP_FLAGS = {
         "--batch_size=8",
         "--learning_rate=1e-3",
         "--warmup_epochs=0.5",
+        "--validation_images=4",
     ],
     "fgsm": [
         "--attack=fgsm",
@@ -159,9 +161,10 @@ def test_every_step_runs_and_the_report_quotes_its_metrics(tiny_study):
         expected += [
             _percent(m["fooling_rate_train"]),
             _percent(m["fooling_rate_test"]),
-            f"{m['v_l2']:.4f}",
-            # The headline quotes the training-set rate, as the reference does.
-            f"{_percent(m['fooling_rate_train'])} ({_percent(m['fooling_rate_test'])})",
+            # The headline quotes the unseen test images' rate, the training
+            # images' rate beside it.
+            f"{_percent(m['fooling_rate_test'])} ({_percent(m['fooling_rate_train'])})",
+            f"chessboard {_percent(m['chessboard_fooling_rate_test'])}",
         ]
     defend = _metrics(study_dir, "defend")
     rows = {
@@ -185,12 +188,16 @@ def test_every_step_runs_and_the_report_quotes_its_metrics(tiny_study):
     expected += [
         "65.17% (training set)",
         "clipping:",
-        "data size: 20 train / 4 test images",
+        "data size: 16 train / 4 test images",
     ]
     for text in expected:
         assert text in md, text
         assert html_escape(text) in page, text
-    assert "20 train and 4 test images" in md  # data size stated
+    assert "20 train and 4 test images" in md  # data size stated (noise step)
+    # The denoisers' validation curves and their gap at equal budgets.
+    assert (pathlib.Path(study_dir) / "denoisers_validation.png").stat().st_size
+    assert "Validation PSNR, ResNet - plain (held-out training images" in md
+    assert "![validation PSNR against epochs" in md
     assert md.count("| ran |") == len(TINY_STEP_FLAGS)
     assert "![resnet: noisy, recovered, original](resnet/recovery_examples.png)" in md
 
@@ -219,8 +226,8 @@ def test_report_html_is_self_contained(tiny_study):
     parser.feed(page)
     images = [attrs for tag, attrs in parser.attributes if tag == "img"]
     # Noise 1, denoisers 2 x 2, classifier 1, attacks 2 x 2, universal 2 x 3,
-    # defense 2.
-    assert len(images) == 18
+    # the denoisers' validation curves 1, defense 2.
+    assert len(images) == 19
     for attrs in images:
         prefix = "data:image/png;base64,"
         assert attrs["src"].startswith(prefix)

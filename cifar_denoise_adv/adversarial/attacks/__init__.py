@@ -38,6 +38,7 @@ from cifar_denoise_adv.adversarial.attacks.metrics import misclassification_rate
 from cifar_denoise_adv.adversarial.attacks.metrics import predict_labels
 from cifar_denoise_adv.adversarial.attacks.metrics import targeted_success_rate
 from cifar_denoise_adv.adversarial.attacks.norms import batch_project_lp
+from cifar_denoise_adv.adversarial.attacks.norms import chessboard_perturbation
 from cifar_denoise_adv.adversarial.attacks.norms import l2_norm
 from cifar_denoise_adv.adversarial.attacks.norms import linf_norm
 from cifar_denoise_adv.adversarial.attacks.norms import norm_order
@@ -55,6 +56,7 @@ __all__ = [
     "Progress",
     "UniversalResult",
     "batch_project_lp",
+    "chessboard_perturbation",
     "deepfool",
     "fgsm",
     "fooling_rate",

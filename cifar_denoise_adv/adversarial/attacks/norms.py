@@ -139,3 +139,34 @@ def random_perturbation_like(shape, xi: float, p, seed: int) -> tf.Tensor:
         return xi * (2.0 * tf.cast(bits, tf.float32) - 1.0)
     draws = tf.random.stateless_normal(shape, stateless_seed, dtype=tf.float32)
     return xi * draws / tf.maximum(tf.norm(draws), TINY)
+
+
+def chessboard_perturbation(shape, xi: float, p, square: int) -> tf.Tensor:
+    """A chessboard pattern of norm exactly `xi`: a baseline for universal attacks.
+
+    Squares of `square` x `square` pixels alternate between +a and -a, the
+    same in every channel (a plain +-xi pattern that any perturbation of the
+    budget can reach, e.g. kenny-co/sgd-uap-torch's chessboard baseline).
+    L-inf: a = xi. L2: a is chosen so that the whole tensor has L2 norm xi.
+
+    Args:
+      shape: [H, W, C], e.g. [32, 32, 3].
+      xi: the norm, pixel units.
+      p: 2 or np.inf (see `norm_order`).
+      square: side of a square in pixels, >= 1.
+
+    Returns:
+      float32 tensor of `shape`; its top-left square is positive.
+    """
+    p = norm_order(p)
+    xi = check_non_negative(xi, "xi")
+    if int(square) != square or square < 1:
+        raise ValueError(f"square must be an integer >= 1, got {square}.")
+    height, width, channels = (int(n) for n in shape)
+    rows = np.arange(height)[:, None] // int(square)
+    cols = np.arange(width)[None, :] // int(square)
+    signs = np.where((rows + cols) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    pattern = np.repeat(signs[:, :, None], channels, axis=2)
+    if p == np.inf:
+        return tf.constant(xi * pattern)
+    return tf.constant(xi * pattern / np.sqrt(pattern.size))

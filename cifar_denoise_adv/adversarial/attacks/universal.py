@@ -33,7 +33,8 @@ class UniversalResult(NamedTuple):
         units, inside the lp ball of radius xi).
       history: plain-Python dict (JSON-ready): "fooling_rates", the fooling
         rate on the whole set after each pass (epoch); "passes", the passes
-        (epochs) done; "seconds", the wall-clock time of the search.
+        (epochs) done; "seconds", the wall-clock time of the search; for
+        the DeepFool loop also "returned_pass", the pass whose v is returned.
     """
 
     perturbation: tf.Tensor
@@ -100,6 +101,7 @@ def universal_perturbation(
     batch_size: int = 128,
     num_candidates: int | None = None,
     deepfool_norm="l2",
+    keep_best_pass: bool = False,
 ) -> UniversalResult:
     """Universal adversarial perturbation by iterated DeepFool (Algorithm 1).
 
@@ -133,6 +135,10 @@ def universal_perturbation(
       batch_size: images per model call when testing predictions.
       num_candidates: DeepFool's candidate classes (default num_classes).
       deepfool_norm: DeepFool's norm, "l2" (the paper's) or "linf".
+      keep_best_pass: return the v of the pass with the highest fooling rate
+        on `images` instead of the last pass's v (Algorithm 1 returns the
+        last; the rate is not monotonic in the passes). The rates compared
+        are on the same images v is computed on, never on held-out ones.
 
     Returns:
       UniversalResult(perturbation [H, W, C], history with the fooling rate
@@ -163,6 +169,7 @@ def universal_perturbation(
 
     rng = np.random.default_rng(seed)
     v = tf.zeros(images.shape[1:], tf.float32)
+    best_v, best_rate = v, -1.0
     rates: list[float] = []
     start = time.perf_counter()
     while len(rates) < max_passes:
@@ -173,9 +180,15 @@ def universal_perturbation(
         )
         rates.append(fooling_rate(model_fn, images, v, batch_size, clean_labels))
         _report(progress, len(rates), rates[-1], images.shape[0], pass_start, start)
+        if rates[-1] > best_rate:
+            best_v, best_rate = v, rates[-1]
         if rates[-1] >= 1.0 - delta:
             break
-    return UniversalResult(v, _history(rates, start))
+    history = _history(rates, start)
+    history["returned_pass"] = (
+        int(np.argmax(rates)) + 1 if keep_best_pass else len(rates)
+    )
+    return UniversalResult(best_v if keep_best_pass else v, history)
 
 
 def _report(progress, count, rate, num_images, pass_start, start):

@@ -29,7 +29,8 @@ def load(study_dir: str) -> dict:
       metrics.json, or sweep.json for a sweep), "record" (study_step.json),
       "figures" ({file name: path relative to study_dir}, existing files
       only), and, when both denoisers ran, "comparison" (paired statistics
-      from `denoise_job.compare_runs`, ResNet minus plain).
+      from `compare.compare_runs`, ResNet minus plain) and "budget_gaps"
+      (their validation-PSNR gap at equal epochs and equal minutes).
     """
     study = outputs.read_json(os.path.join(study_dir, "study.json"))
     steps = {}
@@ -52,5 +53,11 @@ def load(study_dir: str) -> dict:
     if "resnet" in steps and "plain" in steps:
         study["comparison"] = compare.compare_runs(
             [os.path.join(study_dir, steps[n]["run_dir"]) for n in ("plain", "resnet")]
+        )
+        study["budget_gaps"] = compare.budget_gaps(
+            *(
+                compare.validation_curve(steps[n]["metrics"])
+                for n in ("resnet", "plain")
+            )
         )
     return study

@@ -73,8 +73,12 @@ def headline(steps: dict, study: dict) -> list:
     if classifier:
         rows.append(
             [
-                f"classifier test accuracy, {classifier['images']['test']} images",
-                percent(classifier["test_accuracy"]),
+                f"classifier accuracy on {classifier['images']['test']} test images "
+                f"(validation {classifier['images'].get('validation', 0)}, training "
+                f"{classifier['images']['train']})",
+                f"{percent(classifier['test_accuracy'])} "
+                f"({_optional_percent(classifier.get('validation_accuracy'))}, "
+                f"{_optional_percent(classifier.get('train_accuracy'))})",
                 NOT_REPORTED,
                 "",
             ]
@@ -96,19 +100,28 @@ def headline(steps: dict, study: dict) -> list:
             m = steps[step]["metrics"]
             rows.append(
                 [
-                    f"universal ({m['method']}) fooling rate on the "
-                    f"{m['images']['train']} training images v was computed on "
-                    f"(on {m['images']['test']} unseen test images)",
-                    f"{percent(m['fooling_rate_train'])} "
-                    f"({percent(m['fooling_rate_test'])})",
+                    f"universal ({m['method']}) fooling rate on "
+                    f"{m['images']['test']} unseen test images (on the "
+                    f"{m['images']['train']} training images v was computed on)",
+                    f"{percent(m['fooling_rate_test'])} "
+                    f"({percent(m['fooling_rate_train'])})",
                     f"{percent(REFERENCE['universal_fooling_rate'])} (training set)",
-                    universal_reference_note(m, classifier),
+                    "same norm, test images: random signs "
+                    f"{percent(m['random_noise_fooling_rate_test'])}, chessboard "
+                    f"{percent(m['chessboard_fooling_rate_test'])}"
+                    + ("" if m["beats_baselines_test"] else " (NOT beaten)")
+                    + "; training images against the reference's training-set "
+                    f"rate: {universal_reference_note(m, classifier)}",
                 ]
             )
     if "defend" in steps:
         rows.append(defense_section.headline_row(steps["defend"]))
     header = ["quantity", "this study", "reference (original study)", "why they differ"]
     return [("h2", "Headline"), ("table", header, rows)]
+
+
+def _optional_percent(rate: float | None) -> str:
+    return "n/a" if rate is None else percent(rate)
 
 
 def noise_section(step: dict) -> list:
@@ -257,6 +270,16 @@ def denoiser_section(steps: dict, study: dict) -> list:
                 f"{percent(pair['fraction_better'])} of the images.",
             )
         )
+    if study.get("budget_gaps", {}).get("epochs") is not None:
+        blocks.append(("p", budget_gaps_text(study["budget_gaps"])))
+    if "denoisers_validation.png" in study.get("figures", {}):
+        blocks.append(
+            (
+                "figure",
+                "denoisers_validation.png",
+                "validation PSNR against epochs and against training minutes",
+            )
+        )
     for name in ("resnet", "plain"):
         if name in steps:
             blocks += figures(
@@ -267,6 +290,16 @@ def denoiser_section(steps: dict, study: dict) -> list:
                 },
             )
     return blocks
+
+
+def budget_gaps_text(gaps: dict) -> str:
+    """The ResNet - plain validation gap at equal epochs and equal minutes."""
+    return (
+        "Validation PSNR, ResNet - plain (held-out training images, per epoch): "
+        f"{gaps['gap_at_equal_epochs_db']:+.3f} dB after {gaps['epochs']} epochs "
+        f"each, {gaps['gap_at_equal_minutes_db']:+.3f} dB after "
+        f"{gaps['minutes']:.1f} training minutes each."
+    )
 
 
 def details_section(study: dict) -> list:
