@@ -14,7 +14,10 @@ attacks run in alternation, `--repeats` times each, in one process, so
 machine load affects them alike; medians are reported, with the CPU
 seconds per image (which change little with the machine's load). The cost
 of an attack does not depend on the weights: --untrained builds the CPU
-sizes (classifier width 32, denoiser 12 x 64 at half resolution).
+sizes (the airbench classifier, width 64, and the denoiser 12 x 64 at half
+resolution). --tta sets the classifier's test-time augmentation as the
+defend app's --classifier_tta does (default 0: the network alone, as in
+flags/defend.cfg; -1 keeps a run's model as exported).
 """
 
 import argparse
@@ -30,6 +33,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from cifar_denoise_adv.adversarial import airbench  # noqa: E402
 from cifar_denoise_adv.adversarial import attacks  # noqa: E402
 from cifar_denoise_adv.adversarial import classifier as classifier_lib  # noqa: E402
 from cifar_denoise_adv.core import data  # noqa: E402
@@ -51,22 +55,31 @@ def _parse():
     parser.add_argument("--eot_draws", type=int, default=8, help="0: no EOT run")
     parser.add_argument("--sigma", type=float, default=0.1, help="randomised noise")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tta", type=int, default=0, choices=(-1, 0, 1, 2))
     return parser.parse_args()
 
 
 def _models(args):
+    level = None if args.tta < 0 else args.tta
     if args.untrained:
         keras.utils.set_random_seed(0)
+        patches = np.random.default_rng(0).uniform(0, 1, (64, 32, 32, 3))
+        whitening = airbench.whitening_kernel(
+            patches.astype(np.float32),
+            classifier_lib.CIFAR10_MEAN,
+            classifier_lib.CIFAR10_STD,
+        )
+        network = airbench.build_airbench(whitening, width=64)
         return (
-            classifier_lib.build_classifier(32),
+            classifier_lib.with_test_time_augmentation(network, level or 0),
             models.build_denoiser(12, 64, downscale=2, zero_init=False),
         )
     if not (args.classifier and args.denoiser):
         sys.exit("give --classifier and --denoiser runs, or --untrained")
-    return (
-        loading.load_checked(args.classifier, "classifier"),
-        loading.load_checked(args.denoiser, "denoiser"),
+    classifier, _ = loading.with_tta_level(
+        loading.load_checked(args.classifier, "classifier"), level
     )
+    return classifier, loading.load_checked(args.denoiser, "denoiser")
 
 
 def _images(args):

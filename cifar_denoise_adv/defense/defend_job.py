@@ -128,6 +128,14 @@ class DefendConfig(config_lib.RunConfig):
     square_images: int = setting(
         100, "Gradient-free check: the first N images of the adaptive rows.", low=1
     )
+    classifier_tta: int | None = setting(
+        None,
+        "Test-time augmentation of the classifier everywhere here: unset keeps "
+        "the run's model as exported; 0, 1 or 2 rebuilds it around the run's "
+        "network (each view is one more network pass to attack; 2 has 6).",
+        low=0,
+        high=2,
+    )
     batch_size: int = setting(100, "Images per attack batch.", low=1)
     num_examples: int = setting(
         6, "Rows of the example figure.", low=1, defines_result=False
@@ -203,7 +211,9 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
     outputs.make_run_dir(config.run_dir)
     outputs.write_flagfile(config, "defend")
     keras.utils.set_random_seed(config.seed)
-    classifier = loading.load_checked(config.classifier, "classifier")
+    classifier, tta = loading.with_tta_level(
+        loading.load_checked(config.classifier, "classifier"), config.classifier_tta
+    )
     denoiser = loading.load_checked(config.denoiser, "denoiser")
     sigmas = _sigmas(config)
     data_dir = config.data_dir or None
@@ -212,7 +222,9 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
     pipelines = _pipelines(config, classifier, denoiser, sigmas)
     log(
         f"defend: {len(images)} test images, pipelines "
-        f"{', '.join(p.name for p in pipelines)}; noisy sigma {sigmas['noisy']:g}"
+        f"{', '.join(p.name for p in pipelines)}; noisy sigma {sigmas['noisy']:g}; "
+        f"classifier test-time augmentation level {tta['used']} (exported: "
+        f"{tta['exported']})"
     )
     exported = _export(config, pipelines, images[:8])
     (results, examples), (evaluate_seconds, cpu_seconds) = evaluation.timed(
@@ -234,9 +246,10 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
         {
             "classifier": config.classifier,
             "classifier_metrics_sha256": loading.run_digest(config.classifier),
+            "classifier_tta": tta,
             "denoiser": config.denoiser,
             "denoiser_metrics_sha256": loading.run_digest(config.denoiser),
-            "pipelines": {p.name: _describe(p, sigmas) for p in pipelines},
+            "pipelines": {p.name: _describe(p, sigmas, tta) for p in pipelines},
             "images": {
                 "test": len(images),
                 "universal_train": len(train_images),
@@ -265,9 +278,15 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
     return record
 
 
-def _describe(pipeline: evaluation.Pipeline, sigmas: dict) -> str:
+def _describe(pipeline: evaluation.Pipeline, sigmas: dict, tta: dict) -> str:
     if pipeline.denoiser is None:
-        return "the bare classifier, logits = classifier(x)"
+        views = {0: "no test-time augmentation"}.get(
+            tta["used"], f"test-time augmentation level {tta['used']}"
+        )
+        exported = (
+            "" if tta["used"] == tta["exported"] else f"; exported: {tta['exported']}"
+        )
+        return f"the bare classifier ({views}{exported}), logits = classifier(x)"
     if pipeline.random:
         return (
             f"classifier(clip(denoiser(clip(x + N(0, {sigmas['randomised']:g}^2), "

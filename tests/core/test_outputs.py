@@ -266,6 +266,7 @@ def _replay_cases(root):
                 universal_final_step_size=0.0001,
                 square_queries=100,
                 square_images=40,
+                classifier_tta=1,
                 batch_size=50,
                 num_examples=3,
             ),

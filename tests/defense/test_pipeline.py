@@ -120,3 +120,21 @@ def test_the_denoisers_sigma_comes_from_its_run(tiny_runs, tmp_path):
     assert loading.denoiser_sigma(tiny_runs["denoiser"]) == 0.1
     assert loading.denoiser_sigma(tiny_runs["denoiser"] + "/model.keras") == 0.1
     assert loading.denoiser_sigma(str(tmp_path)) is None
+
+
+def test_test_time_augmentation_is_found_and_can_be_changed(models):
+    from cifar_denoise_adv.adversarial import classifier as classifier_lib
+
+    _, network = models
+    wrapped = classifier_lib.with_test_time_augmentation(network, 2)
+    assert loading.test_time_augmentation(wrapped) == (network, 2)
+    assert loading.test_time_augmentation(network) == (network, 0)
+    kept, tta = loading.with_tta_level(wrapped, None)
+    assert kept is wrapped and tta == {"exported": 2, "used": 2}
+    bare, tta = loading.with_tta_level(wrapped, 0)
+    assert bare is network and tta == {"exported": 2, "used": 0}
+    mirrored, tta = loading.with_tta_level(wrapped, 1)
+    images = _images(3)
+    expected = 0.5 * (network(images) + network(images[:, :, ::-1]))
+    np.testing.assert_allclose(mirrored(images), expected, atol=1e-5)
+    assert tta == {"exported": 2, "used": 1}
