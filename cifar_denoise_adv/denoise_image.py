@@ -7,9 +7,13 @@ Usage:
       --input=folder/ --output=denoised/
 
 --model is a run folder of the denoise app, its model.keras, or its
-saved_model/. Any image size works (the denoiser is fully convolutional).
-Outputs are PNG. In a folder, an unreadable or non-RGB image is reported
-and skipped; the exit status is 1 if any image failed.
+saved_model/. A .keras file is loaded in Keras safe mode; a SavedModel is a
+program and is run: give only ones you trust. Any image size works (the
+denoiser is fully convolutional). Outputs are PNG: photo.png for photo.jpg,
+photo_jpg.png when photo.png is an input too. No input file is ever
+replaced, and an existing output file only with --overwrite. In a folder,
+an unreadable or non-RGB image, or one whose output cannot be written, is
+reported and skipped; the exit status is 1 if any image failed.
 """
 
 from cifar_denoise_adv.core import apps

@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -116,6 +118,13 @@ def test_a_flag_after_the_flagfile_overrides_it():
         (defend.APP, "--eot_draws=0"),
         (defend.APP, "--reference_epsilon=3/255"),
         (study.APP, "--rerun=noise,nonsense"),
+        # Ranges added by the audit of every setting (issue 18).
+        (noise.APP, "--sigma=0"),
+        (denoise.APP, "--sigma=0"),
+        (classify.APP, "--cutout=33"),
+        (classify.APP, "--seed=4294967296"),
+        (universal.APP, "--overshoot=1.5"),
+        (targeted.APP, "--step_size=0"),
     ],
 )
 def test_out_of_range_values_are_refused_naming_the_flag(app, flag):
@@ -127,6 +136,56 @@ def test_out_of_range_values_are_refused_naming_the_flag(app, flag):
 def test_pixel_values_in_0_255_units_get_a_hint():
     with pytest.raises(UserError, match="0-255 units: write 10/255"):
         universal.APP.parse(["prog", "--xi=10"])
+
+
+def test_universal_xi_10_ends_in_the_line_that_says_how_to_write_it(tmp_path):
+    # The command a user types: one line on stderr, status 2, nothing written.
+    result = subprocess.run(
+        [sys.executable, "-m", "cifar_denoise_adv.universal", "--xi=10"]
+        + [f"--run_dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        cwd=FLAG_DIR.parent,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --xi=10: expected [0, 1] pixel units; 10 looks like 0-255 units: "
+        "write 10/255 (= 0.039216)."
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_l2_budget_is_checked_against_the_l2_range():
+    # Above 1 is fine for L2 (up to sqrt(32 * 32 * 3) = 55.4), not for L-inf.
+    config = universal.APP.parse(
+        ["prog", "--norm=l2", "--xi=2", "--sgd_step_size=0.5", "--sweep_xi=1,4"]
+    )
+    assert (config.xi, config.sgd_step_size, config.sweep_xi) == (2.0, 0.5, (1, 4))
+    with pytest.raises(UserError, match=r"^--xi=2: expected \[0, 1\] pixel units"):
+        universal.APP.parse(["prog", "--norm=linf", "--xi=2"])
+    with pytest.raises(UserError, match=r"^--xi=100: an L2 norm .* sqrt\(3072\)"):
+        universal.APP.parse(["prog", "--norm=l2", "--xi=100"])
+    with pytest.raises(UserError, match="^--sgd_step_size=2: expected"):
+        universal.APP.parse(["prog", "--sgd_step_size=2"])  # L-inf: at most 1
+
+
+@pytest.mark.parametrize(
+    "app, flag, expected",
+    [
+        (universal.APP, "--delta=20", "--delta=20: expected a fraction in [0, 1]; "),
+        (universal.APP, "--overshoot=2", "2 looks like a percentage: write 0.02."),
+        (classify.APP, "--dropout=50", "50 looks like a percentage: write 0.5."),
+        (classify.APP, "--seed=4294967296", "expected >= 0 and <= 4294967295."),
+        (noise.APP, "--sigma=25", "25 looks like 0-255 units: write 25/255"),
+    ],
+)
+def test_other_out_of_range_settings_say_what_to_write(app, flag, expected):
+    with pytest.raises(UserError) as error:
+        app.parse(["prog", flag])
+    assert expected in str(error.value)
 
 
 def test_a_value_that_is_not_a_number_is_refused_naming_the_flag():
@@ -142,7 +201,7 @@ def test_a_value_that_is_not_a_number_is_refused_naming_the_flag():
         (targeted.APP, "--sigma=0.5"),
         (targeted.APP, "--epochs=99"),
         (noise.APP, "--attack=fgsm"),
-        (classify.APP, "--arch=plain"),
+        (classify.APP, "--num_blocks=8"),
         (compare.APP, "--data_dir=/tmp"),
         (study.APP, "--epochs=3"),
     ],

@@ -1,10 +1,11 @@
 """The CIFAR-10 classifier the attacks use: ResNet-9, TTA, loss and loading.
 
 The classifier takes images in [0, 1] (its normalisation is a layer) and
-returns logits, which is what every attack expects. Test-time augmentation
-(`with_test_time_augmentation`) averages the logits of the image and its
-mirror (and of one-pixel shifts) inside the exported model, so the attacks
-attack exactly the classifier whose accuracy is reported.
+returns logits, which is what every attack expects. `load_classifier`
+checks that contract for any model given as --classifier. Test-time
+augmentation (`with_test_time_augmentation`) averages the logits of the
+image and its mirror (and of one-pixel shifts) inside the exported model,
+so the attacks attack exactly the classifier whose accuracy is reported.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import dataclasses
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from cifar_denoise_adv.adversarial.attacks import contract
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import keras_files
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
@@ -188,11 +192,15 @@ class SparseSmoothedCrossentropy(keras.losses.Loss):
         }
 
 
-def load_classifier(run_dir: str) -> keras.Model:
+def load_classifier(run_dir: str, log=lambda message: None) -> keras.Model:
     """The Keras classifier of a `classify` run (its folder or model.keras).
 
+    The model is checked as the attacks need it (`check_classifier`); a model
+    ending in a softmax comes back as its logits model, and `log` says so.
+
     Raises:
-      UserError: naming --classifier when there is no model.keras there.
+      UserError: naming --classifier when there is no model.keras there, or
+        when the model breaks the contract.
     """
     path = run_dir
     if os.path.isdir(run_dir):
@@ -202,7 +210,49 @@ def load_classifier(run_dir: str) -> keras.Model:
             f"--classifier={run_dir}: no {training.KERAS_FILE} there; expected the "
             "run folder of a finished `classify` run, or its model.keras."
         )
-    return keras.models.load_model(path)
+    model = keras_files.load(path, "classifier")
+    return check_classifier(model, f"--classifier={run_dir}", log)
+
+
+def check_classifier(model: keras.Model, name: str, log=lambda message: None):
+    """A CIFAR-10 classifier as the attacks take it, or one line saying why not.
+
+    The contract: float32 [B, 32, 32, 3] images in [0, 1] in, [B, 10] logits
+    out. A model ending in a softmax is returned as its logits model (the
+    same predictions; `attacks.contract.softmax_logits`), which `log` says.
+
+    Args:
+      model: the loaded Keras model.
+      name: how messages name it (`--classifier=PATH`).
+      log: called with one line when the softmax is left out.
+
+    Raises:
+      UserError: one line naming `name`: wrong input or output shape, 0-255
+        input rescaling, or probabilities whose logits cannot be recovered.
+    """
+    inputs = getattr(model, "inputs", None) or []
+    shape = list(inputs[0].shape[1:]) if len(inputs) == 1 else None
+    if shape != [32, 32, 3]:
+        raise UserError(
+            f"{name}: the model takes inputs of shape {shape}; expected CIFAR-10 "
+            "images, 32x32x3 in [0, 1]."
+        )
+    outputs = getattr(model, "outputs", None) or []
+    width = list(outputs[0].shape[1:]) if len(outputs) == 1 else None
+    if width != [10]:
+        raise UserError(
+            f"{name}: the model returns {width} per image; expected one row of 10 "
+            "scores (logits), one per CIFAR-10 class."
+        )
+    logits = contract.logits_model(model, warn=False)
+    if logits is not model:
+        log(
+            f"{name}: the model ends in a softmax; attacking its logits (the "
+            "softmax's input), which give the same predictions"
+        )
+    probe = np.random.default_rng(0).uniform(size=(4, 32, 32, 3))
+    logits, _ = contract.check_model(logits, tf.constant(probe, tf.float32), name=name)
+    return logits
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,6 +21,7 @@ from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import pipelines
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
@@ -75,9 +76,15 @@ class ClassifyConfig(training.TrainingConfig):
     )
     width: int = setting(64, "Channels of the first conv group (see --arch).", low=1)
     dropout: float = setting(
-        0.0, "resnet9: dropout before the dense layer.", low=0.0, high=0.9
+        0.0,
+        "resnet9: dropout before the dense layer.",
+        unit=config_lib.FRACTION,
+        low=0.0,
+        high=0.9,
     )
-    momentum: float = setting(0.85, "SGD Nesterov momentum.", low=0.0, high=1.0)
+    momentum: float = setting(
+        0.85, "SGD Nesterov momentum.", unit=config_lib.FRACTION, low=0.0, high=1.0
+    )
     weight_decay: float = setting(
         1.33e-3,
         "Keras' decoupled weight decay: each step, weights shrink by this "
@@ -93,12 +100,17 @@ class ClassifyConfig(training.TrainingConfig):
     lookahead: bool = setting(
         True, "Pull the weights to their moving average every 5 steps (airbench)."
     )
-    label_smoothing: float = setting(0.2, "Label smoothing.", low=0.0, high=0.5)
+    label_smoothing: float = setting(
+        0.2, "Label smoothing.", unit=config_lib.FRACTION, low=0.0, high=0.5
+    )
     translate: int = setting(
         2, "Random translation of training images, pixels (reflect padding).", low=0
     )
     cutout: int = setting(
-        0, "Side of the cutout square in training images (0: none).", low=0
+        0,
+        "Side of the cutout square in training images, pixels (0: none).",
+        low=0,
+        high=32,
     )
     tta: int = setting(
         2,
@@ -109,6 +121,7 @@ class ClassifyConfig(training.TrainingConfig):
     )
 
 
+@runs.guarded("classify")
 def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dict:
     """Trains (or resumes) the classifier and evaluates it on the test set.
 
@@ -126,7 +139,6 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
     start = time.time()
     config = config_lib.resolve(config)
     setup = training.start_run(config, log)
-    outputs.write_flagfile(config, "classify")
     train, validation = _pipelines(config, setup)
     with training.precision_scope(config.precision), setup.strategy.scope():
         network = _build(config, setup)
@@ -164,7 +176,7 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
             "per_class_accuracy": evaluation["per_class"],
             "confusion_matrix": evaluation["matrix"].tolist(),
             "history": fit["history"],
-            **training.training_time(fit, config, setup.num_train, config.run_dir),
+            **training.training_time(fit, config, setup.num_train),
             "inference_images_per_s": evaluation["images_per_s"],
             "saved_model_max_abs_difference": export_error,
         },

@@ -16,6 +16,7 @@ from cifar_denoise_adv.adversarial.universal_job import METHODS
 from cifar_denoise_adv.adversarial.universal_job import UniversalConfig
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core.errors import UserError
 
 SWEEP_FILE = "sweep.json"
@@ -74,6 +75,9 @@ def _defining(config: UniversalConfig) -> dict:
     return {k: v for k, v in fields.items() if k not in _METHOD_FIELDS[other]}
 
 
+# Each (method, xi) run checks its own settings, so the sweep's folder
+# accepts a changed grid or method settings and reuses what still matches.
+@runs.guarded("universal", same_settings=False)
 def sweep(
     config: UniversalConfig,
     log=lambda message: None,
@@ -92,8 +96,6 @@ def sweep(
     """
     config = config_lib.resolve(config)
     xis = sorted(config.sweep_xi)
-    outputs.make_run_dir(config.run_dir)
-    outputs.write_flagfile(config, "universal")
     identity = {
         "classifier": config.classifier,
         "classifier_metrics_sha256": universal_job.classifier_digest(config.classifier),
@@ -121,6 +123,7 @@ def sweep(
     outputs.save_figure(
         figures.fooling_sweep(results), os.path.join(config.run_dir, "sweep.png")
     )
+    outputs.write_flagfile(config, "universal")
     outputs.write_json(os.path.join(config.run_dir, SWEEP_FILE), results)
     return results
 
@@ -128,8 +131,10 @@ def sweep(
 def _sub_run(config: UniversalConfig, method: str, xi: float, identity, log) -> dict:
     """The (method, xi) run's metrics: reused if finished, else computed."""
     sub_dir = os.path.join(config.run_dir, f"{method}_xi{xi * 255:.1f}")
+    # The sub-folder is the sweep's own: a run there that cannot be reused
+    # (other settings, or interrupted) is replaced by a fresh one.
     sub_config = dataclasses.replace(
-        config, method=method, xi=xi, sweep_xi=(), run_dir=sub_dir
+        config, method=method, xi=xi, sweep_xi=(), run_dir=sub_dir, overwrite=True
     )
     metrics = _finished_run(sub_dir, sub_config, identity)
     if metrics is not None:

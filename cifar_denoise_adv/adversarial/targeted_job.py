@@ -22,6 +22,7 @@ from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import metrics
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
@@ -120,7 +121,11 @@ def choose_targets(
                 "one for all, or one per image."
             )
     elif config.target_mode == "least_likely":
-        targets = logits.argmin(axis=1)
+        # The least likely class other than the true one (a misclassified
+        # image's least likely class can be its own).
+        masked = np.array(logits, np.float64)
+        masked[np.arange(len(labels)), labels] = np.inf
+        targets = masked.argmin(axis=1)
     else:
         rng = np.random.default_rng(config.seed + 1)
         offsets = rng.integers(1, data.NUM_CLASSES, size=len(labels))
@@ -164,6 +169,7 @@ def _summary(values: np.ndarray) -> dict:
     }
 
 
+@runs.guarded("targeted")
 def run(config: TargetedConfig, log=lambda message: None) -> dict:
     """Attacks the chosen test images; writes figures, tb/ and metrics.json.
 
@@ -172,9 +178,7 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
     """
     start = time.time()
     config = config_lib.resolve(config)
-    outputs.make_run_dir(config.run_dir)
-    outputs.write_flagfile(config, "targeted")
-    model = classifier.load_classifier(config.classifier)
+    model = classifier.load_classifier(config.classifier, log)
     all_images, all_labels = data.load_arrays("test", config.data_dir or None)
     all_logits = model.predict(all_images, batch_size=256, verbose=0)
     indices = choose_images(config, all_logits.argmax(1), all_labels)

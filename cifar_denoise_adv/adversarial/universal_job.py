@@ -23,6 +23,7 @@ from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
@@ -44,13 +45,23 @@ class UniversalConfig(classifier.AttackConfig):
     )
     norm: str = setting("linf", "The lp ball of the perturbation.", choices=NORMS)
     xi: float = setting(
-        10 / 255, "Radius of the lp ball.", unit=config_lib.PIXEL, low=0, low_open=True
+        10 / 255, "Radius of the lp ball.", unit=config_lib.LP, low=0, low_open=True
     )
     delta: float = setting(
-        0.2, "deepfool: stop at fooling rate 1 - delta.", low=0.0, high=1.0
+        0.2,
+        "deepfool: stop at fooling rate 1 - delta.",
+        unit=config_lib.FRACTION,
+        low=0.0,
+        high=1.0,
     )
     max_passes: int = setting(5, "deepfool: passes over the images.", low=1)
-    overshoot: float = setting(0.02, "deepfool: overshoot.", low=0.0)
+    overshoot: float = setting(
+        0.02,
+        "deepfool: overshoot (0.02: 2%).",
+        unit=config_lib.FRACTION,
+        low=0.0,
+        high=1.0,
+    )
     max_iter_deepfool: int = setting(10, "deepfool: iterations per image.", low=1)
     keep_best_pass: bool = setting(
         False,
@@ -58,14 +69,18 @@ class UniversalConfig(classifier.AttackConfig):
         "images instead of the last pass's (Algorithm 1 returns the last).",
     )
     sgd_step_size: float = setting(
-        0.002, "sgd: signed step on v.", unit=config_lib.PIXEL, low=0, low_open=True
+        0.002,
+        "sgd: step on v, signed (linf) or of this L2 length (l2).",
+        unit=config_lib.LP,
+        low=0,
+        low_open=True,
     )
     sgd_epochs: int = setting(10, "sgd: epochs over the images.", low=1)
     sgd_final_step_size: float | None = setting(
         None,
         "sgd: if set, the step decays on a half cosine from --sgd_step_size to "
         "this over all steps; unset: constant steps.",
-        unit=config_lib.PIXEL,
+        unit=config_lib.LP,
         low=0,
         low_open=True,
     )
@@ -79,7 +94,7 @@ class UniversalConfig(classifier.AttackConfig):
         (),
         "If given: run both methods at each of these xi and plot the fooling "
         "rate against xi.",
-        unit=config_lib.PIXEL,
+        unit=config_lib.LP,
         low=0,
         low_open=True,
     )
@@ -218,10 +233,13 @@ def run(config: UniversalConfig, log=lambda message: None) -> dict:
         from cifar_denoise_adv.adversarial import sweep  # imports this module
 
         return sweep.sweep(config, log)
+    return _one_perturbation(config, log)
+
+
+@runs.guarded("universal")
+def _one_perturbation(config: UniversalConfig, log) -> dict:
     start = time.time()
-    outputs.make_run_dir(config.run_dir)
-    outputs.write_flagfile(config, "universal")
-    model = classifier.load_classifier(config.classifier)
+    model = classifier.load_classifier(config.classifier, log)
     data_dir = config.data_dir or None
     train_x, _ = data.load_arrays("train", data_dir, config.max_train_images or None)
     test_x, test_y = data.load_arrays("test", data_dir, config.max_test_images or None)

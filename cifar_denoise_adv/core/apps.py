@@ -58,6 +58,13 @@ def define_flags(config_cls, flag_values: flags.FlagValues, module_name: str) ->
             help_text += f" One of: {', '.join(meta['choices'])}."
         if meta["unit"] == config_lib.PIXEL:
             help_text += " [0, 1] pixel units; a/b fractions allowed (10/255)."
+        elif meta["unit"] == config_lib.LP:
+            help_text += (
+                " [0, 1] pixel units in the --norm norm (linf: at most 1; l2: at "
+                "most sqrt(32*32*3) = 55.4); a/b fractions allowed (10/255)."
+            )
+        elif meta["unit"] == config_lib.FRACTION:
+            help_text += " A fraction (0.2, not 20)."
         common = dict(flag_values=flag_values, module_name=module_name)
         name, default = field.name, field.default
         if kind == "tuple":

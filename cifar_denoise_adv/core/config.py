@@ -8,9 +8,14 @@ dataclass (`core.apps`), a run writes `flags.cfg` from the config it used
 checks run when a config is made, so the Python API and the apps refuse the
 same values with the same message.
 
-Pixel quantities (`unit=PIXEL`: noise levels, budgets, step sizes) are in
-[0, 1] pixel units; their flags also accept fractions such as `10/255`. A
-value above 1 is refused with a hint that it looks like 0-255 units.
+Pixel quantities (`unit=PIXEL`: noise levels, L-inf budgets, step sizes)
+are in [0, 1] pixel units; their flags also accept fractions such as
+`10/255`. A value above 1 is refused with a hint that it looks like 0-255
+units. `unit=LP` marks a budget measured in the norm the config's `norm`
+field names: at most 1 for linf, at most sqrt(32 * 32 * 3) = 55.4 for l2
+(`core.units`, which the Python API checks with too). `unit=FRACTION`
+marks a rate in [0, 1]: a value such as 20 is said to look like a
+percentage.
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ import math
 import os
 import typing
 
+from cifar_denoise_adv.core import units
 from cifar_denoise_adv.core.errors import UserError
 
 PIXEL = "pixel"  # [0, 1] pixel units; flags accept a/b fractions
+LP = "lp"  # pixel units in the norm of the config's `norm` field
+FRACTION = "fraction"  # a rate in [0, 1]; 20 is said to look like 20%
+SEED_MAX = 2**32 - 1  # numpy's and keras.utils.set_random_seed's limit
 ENV_DATA_DIR = "CIFAR10_DIR"
 
 
@@ -37,6 +46,7 @@ def setting(
     unit: str | None = None,
     path: bool = False,
     defines_result: bool = True,
+    replayed: bool = True,
 ):
     """A config field: default, help text and the range every value must meet.
 
@@ -48,10 +58,14 @@ def setting(
       low_open: `low` itself is refused (e.g. a learning rate > 0).
       choices: the allowed strings.
       unit: `PIXEL` for [0, 1] pixel units (fractions like 10/255 accepted;
-        values > 1 refused as 0-255 units).
+        values > 1 refused as 0-255 units); `LP` for a budget in the norm
+        the config's `norm` field names (l2: up to sqrt(3072)); `FRACTION`
+        for a rate (the message spots percentages).
       path: a file or folder; made absolute by `resolve`.
       defines_result: False for settings that do not change the result
         (output folder, figures, verbosity); left out of `identity`.
+      replayed: False for a one-off request (--overwrite) that flags.cfg
+        must not repeat when it is replayed.
     """
     return dataclasses.field(
         default=default,
@@ -64,6 +78,7 @@ def setting(
             "unit": unit,
             "path": path,
             "defines_result": defines_result,
+            "replayed": replayed,
         },
     )
 
@@ -80,40 +95,22 @@ def parse_number(text: str, name: str) -> float:
     return value
 
 
-def check_pixel_value(value: float, name: str, *, allow_zero: bool = True) -> float:
-    """Checks a quantity in [0, 1] pixel units; returns it as a float.
-
-    Raises:
-      UserError (a ValueError): naming `name`, when the value is not finite,
-        negative (or zero when not allowed), or above 1, in which case the
-        message says it looks like 0-255 units and how to write it.
-    """
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise UserError(
-            f"--{name}={value:g}: expected a finite value {bound} in [0, 1] "
-            "pixel units."
-        )
-    if value > 1:
-        raise UserError(
-            f"--{name}={value:g}: expected [0, 1] pixel units; {value:g} looks like "
-            f"0-255 units: write {value:g}/255 (= {value / 255:.5g})."
-        )
-    return value
+def _number(value) -> str:
+    """Whole numbers in full (a seed), others short (0.95, 1e-05)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _range_text(meta: dict) -> str:
     low, high = meta["low"], meta["high"]
     parts = []
     if low is not None:
-        parts.append(f"> {low:g}" if meta["low_open"] else f">= {low:g}")
+        parts.append(f"> {_number(low)}" if meta["low_open"] else f">= {_number(low)}")
     if high is not None:
-        parts.append(f"<= {high:g}")
+        parts.append(f"<= {_number(high)}")
     return " and ".join(parts)
 
 
-def _check_field(field: dataclasses.Field, value, hint) -> None:
+def _check_field(field: dataclasses.Field, value, hint, config) -> None:
     meta, name = field.metadata, field.name
     if value is None or "help" not in meta:
         return
@@ -125,8 +122,21 @@ def _check_field(field: dataclasses.Field, value, hint) -> None:
         raise UserError(f"--{name}={value}: expected a number.")
     if hint is int and int(value) != value:
         raise UserError(f"--{name}={value}: expected a whole number.")
-    if meta["unit"] == PIXEL:
-        check_pixel_value(value, name, allow_zero=not meta["low_open"])
+    if meta["unit"] in (PIXEL, LP):
+        norm = getattr(config, "norm", "linf") if meta["unit"] == LP else "linf"
+        units.check_pixel_value(
+            value,
+            f"--{name}",
+            norm=norm if norm in units.NORMS else "linf",
+            allow_zero=not meta["low_open"],
+        )
+    if meta["unit"] == FRACTION:
+        units.check_fraction(
+            value,
+            f"--{name}",
+            high=1.0 if meta["high"] is None else meta["high"],
+            allow_zero=not meta["low_open"],
+        )
     if hint in (int, float) or (isinstance(value, int | float) and hint is not bool):
         low, high = meta["low"], meta["high"]
         bad = (
@@ -135,7 +145,7 @@ def _check_field(field: dataclasses.Field, value, hint) -> None:
             or (high is not None and value > high)
         )
         if bad:
-            raise UserError(f"--{name}={value:g}: expected {_range_text(meta)}.")
+            raise UserError(f"--{name}={_number(value)}: expected {_range_text(meta)}.")
 
 
 def _hints(cls) -> dict:
@@ -164,9 +174,9 @@ class Config:
             value = getattr(self, field.name)
             if kind == "tuple":
                 for item in value:
-                    _check_field(field, item, element)
+                    _check_field(field, item, element, self)
             else:
-                _check_field(field, value, element)
+                _check_field(field, value, element, self)
         self.validate()
 
     def validate(self) -> None:
@@ -217,7 +227,7 @@ def flag_lines(config: Config) -> list[str]:
     lines = []
     for field, kind, _ in fields(type(config)):
         value = getattr(config, field.name)
-        if value is None:
+        if value is None or not field.metadata.get("replayed", True):
             continue
         if isinstance(value, bool):
             lines.append(f"--{'' if value else 'no'}{field.name}")
@@ -275,4 +285,13 @@ class RunConfig(Config):
         f"archive. Empty: ${ENV_DATA_DIR} if set, else TFDS cifar10.",
         path=True,
     )
-    seed: int = setting(0, "Seed for shuffling, initialisation and noise.", low=0)
+    seed: int = setting(
+        0, "Seed for shuffling, initialisation and noise.", low=0, high=SEED_MAX
+    )
+    overwrite: bool = setting(
+        False,
+        "Start this run afresh in --run_dir even if it holds a run with other "
+        "settings: the files that run made are removed, no others.",
+        defines_result=False,
+        replayed=False,
+    )

@@ -56,6 +56,12 @@ _PY_FILES = {
 _BIN_FILES = {
     split: tuple(f"{name}.bin" for name in names) for split, names in _PY_FILES.items()
 }
+# The largest batch file a copy may have: the official python batches are
+# 31,035,704 bytes; a copy re-saved by Python 3 with pickle protocol 2 keeps
+# the pixel bytes as latin-1 text, up to twice as long. A member or file
+# above this is refused before it is read, so a small archive that unpacks
+# to gigabytes cannot exhaust memory.
+MAX_BATCH_BYTES = 64 * 2**20
 # What a damaged .tar.gz raises, depending on where the damage is.
 _ARCHIVE_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError)
 
@@ -162,8 +168,17 @@ def _check_labels(labels: np.ndarray, count: int, where: str, expected: str) -> 
 # Local files: finding them.
 
 
+def _check_size(size: int, where: str) -> None:
+    if size > MAX_BATCH_BYTES:
+        raise DataError(
+            f"{where}: {size:,} bytes, more than any CIFAR-10 batch file "
+            f"(at most {MAX_BATCH_BYTES:,}); refused without reading it."
+        )
+
+
 def _read_file(path: str) -> bytes:
     try:
+        _check_size(os.path.getsize(path), path)
         with open(path, "rb") as f:
             return f.read()
     except OSError as error:
@@ -214,6 +229,7 @@ def _read_archive(path: str, split: str):
                     f"python or binary archive, which holds {', '.join(names)}."
                 )
             where = f"{path}:{members[name].name}"
+            _check_size(members[name].size, where)  # the header's size, unread
             try:
                 content = archive.extractfile(members[name]).read()
             except _ARCHIVE_ERRORS as error:

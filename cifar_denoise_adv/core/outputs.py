@@ -28,14 +28,29 @@ FLAGS_FILE = "flags.cfg"
 METRICS_FILE = "metrics.json"
 
 
-def make_run_dir(run_dir: str) -> str:
-    """Creates `run_dir` (and parents) if needed; returns its absolute path."""
+def make_run_dir(run_dir: str, flag: str = "run_dir") -> str:
+    """Creates `run_dir` (and parents) if needed; returns its absolute path.
+
+    Raises:
+      UserError: naming `--flag`, when the folder cannot be made (below a
+        file, under /proc or /sys, no permission) or a file cannot be
+        written in it.
+    """
     if not run_dir:
-        raise UserError("--run_dir is empty: give the folder for this run's outputs.")
+        raise UserError(f"--{flag} is empty: give the folder for this run's outputs.")
     path = os.path.abspath(os.path.expanduser(run_dir))
     if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"--run_dir={run_dir} exists and is not a folder.")
-    os.makedirs(path, exist_ok=True)
+        raise UserError(f"--{flag}={run_dir} exists and is not a folder.")
+    try:
+        os.makedirs(path, exist_ok=True)
+        # Writing is what a run needs: /proc/self exists and still refuses it.
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"--{flag}={run_dir}: cannot make or write this folder "
+            f"({error.strerror or error}); expected a writable folder."
+        ) from None
     return path
 
 
@@ -151,7 +166,12 @@ def data_source(data_dir: str | None) -> str:
 
 
 def write_record(config, job: str, results: dict, start: float) -> dict:
-    """Writes run_dir/metrics.json: job, config, data, results, time, machine.
+    """Writes run_dir/metrics.json and flags.cfg: the end of a run that succeeded.
+
+    metrics.json holds the job, config, data, results, time and machine;
+    flags.cfg replays the config (`write_flagfile`). Neither is written
+    before the run has its results, so a run that fails leaves an earlier
+    run's pair as it was.
 
     Args:
       config: the job's config (a dataclass with run_dir and data_dir).
@@ -171,6 +191,7 @@ def write_record(config, job: str, results: dict, start: float) -> dict:
         "versions": library_versions(),
         "machine": machine_description(),
     }
+    write_flagfile(config, job)
     write_json(os.path.join(config.run_dir, METRICS_FILE), record)
     return record
 

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import time
 
 import keras
 import numpy as np
@@ -23,6 +22,7 @@ from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import pipelines
+from cifar_denoise_adv.core import progress
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
@@ -174,28 +174,6 @@ def completed_epochs(run_dir: str) -> int:
         return 0
 
 
-class Throughput(keras.callbacks.Callback):
-    """Training seconds per epoch, excluding the validation pass."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-        self._start = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_test_begin(self, logs=None):
-        if self._start is not None:  # validation inside fit: stop the clock
-            self.seconds.append(time.perf_counter() - self._start)
-            self._start = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self._start is not None:
-            self.seconds.append(time.perf_counter() - self._start)
-            self._start = None
-
-
 @dataclasses.dataclass(frozen=True)
 class RunStart:
     """A training job's starting point: strategy, data and progress."""
@@ -334,36 +312,43 @@ def fit_resumable(
     BackupAndRestore keeps the weights, optimizer state and epoch counter in
     run_dir/backup after every epoch and is not deleted at the end, so the
     same command run again resumes (or, when training is complete, trains no
-    more and goes on to evaluation).
+    more and goes on to evaluation). Each epoch's logs and training seconds
+    are kept beside it (`progress.EpochRecord`), so a run killed at any
+    point and resumed reports every epoch.
 
     Returns:
-      {"history": per-epoch logs of this call, "train_seconds": [...],
+      {"history": per-epoch logs of every epoch, "train_seconds": seconds of
+       every epoch, "train_seconds_this_run": those of this call's epochs,
        "resumed_from_epoch": int}
     """
+    backup_dir = os.path.join(run_dir, BACKUP_DIR)
     resumed_from = completed_epochs(run_dir)
-    throughput = Throughput()
-    history = model.fit(
+    record = progress.EpochRecord(
+        backup_dir, progress.completed(backup_dir, resumed_from)
+    )
+    model.fit(
         train,
         validation_data=validation,
         epochs=epochs,
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles
         callbacks=[
+            record,  # before the backup: progress never lacks a backed-up epoch
             keras.callbacks.BackupAndRestore(
-                os.path.join(run_dir, BACKUP_DIR),
+                backup_dir,
                 delete_checkpoint=False,
                 # Keeps the previous checkpoint while writing the next one,
                 # so a kill during the write loses nothing.
                 double_checkpoint=True,
             ),
             keras.callbacks.TensorBoard(os.path.join(run_dir, "tb")),
-            throughput,
             *callbacks,
         ],
     )
     return {
-        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-        "train_seconds": throughput.seconds,
+        "history": progress.history(record.entries),
+        "train_seconds": [entry["seconds"] for entry in record.entries],
+        "train_seconds_this_run": record.seconds_this_run,
         "resumed_from_epoch": resumed_from,
     }
 
@@ -418,20 +403,18 @@ def finish_training(model: keras.Model, run_dir: str, sample: np.ndarray) -> flo
     return difference
 
 
-def training_time(fit: dict, config: TrainingConfig, num_train: int, run_dir: str):
-    """Training seconds of this call and in all, and training images/s.
+def training_time(fit: dict, config: TrainingConfig, num_train: int) -> dict:
+    """Training seconds of this call and of every epoch, and training images/s.
 
-    A resumed run adds the seconds its earlier pieces recorded.
+    A resumed run's total sums the seconds of all its pieces (from the
+    progress record in run_dir/backup).
     """
-    seconds = float(sum(fit["train_seconds"]))
-    previous = {}
-    path = os.path.join(run_dir, outputs.METRICS_FILE)
-    if fit["resumed_from_epoch"] and os.path.exists(path):
-        previous = outputs.read_json(path)
-    epochs_now = config.epochs - fit["resumed_from_epoch"]
+    total = float(sum(fit["train_seconds"]))
+    epochs_timed = len(fit["train_seconds"])
     return {
+        # Every epoch's, the earlier pieces' of a resumed run included.
         "epoch_train_seconds": [float(t) for t in fit["train_seconds"]],
-        "train_seconds_this_run": seconds,
-        "train_seconds_total": seconds + previous.get("train_seconds_total", 0.0),
-        "train_images_per_s": num_train * epochs_now / seconds if seconds else None,
+        "train_seconds_this_run": float(sum(fit["train_seconds_this_run"])),
+        "train_seconds_total": total,
+        "train_images_per_s": num_train * epochs_timed / total if total else None,
     }

@@ -20,6 +20,7 @@ import numpy as np
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
@@ -195,6 +196,7 @@ def _pipelines(config, classifier, denoiser, sigmas) -> list[evaluation.Pipeline
     return found
 
 
+@runs.guarded("defend")
 def run(config: DefendConfig, log=lambda message: None) -> dict:
     """Evaluates the defense; writes the table, checks, figures and the models.
 
@@ -208,11 +210,10 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
     """
     start = time.time()
     config = config_lib.resolve(config)
-    outputs.make_run_dir(config.run_dir)
-    outputs.write_flagfile(config, "defend")
     keras.utils.set_random_seed(config.seed)
     classifier, tta = loading.with_tta_level(
-        loading.load_checked(config.classifier, "classifier"), config.classifier_tta
+        loading.load_checked(config.classifier, "classifier", log),
+        config.classifier_tta,
     )
     denoiser = loading.load_checked(config.denoiser, "denoiser")
     sigmas = _sigmas(config)

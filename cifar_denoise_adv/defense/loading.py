@@ -14,6 +14,7 @@ import keras
 
 from cifar_denoise_adv.adversarial import airbench  # noqa: F401 - registers layers
 from cifar_denoise_adv.adversarial import classifier as classifier_lib
+from cifar_denoise_adv.core import keras_files
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.errors import UserError
@@ -49,7 +50,8 @@ def load_model(path: str, flag: str) -> keras.Model:
 
     Raises:
       UserError: naming the flag, when there is no model there or it cannot
-        be read as a Keras model.
+        be read as a Keras model (`keras_files.load`: truncated, corrupt, or
+        holding code that Keras safe mode does not run).
     """
     what = EXPECTED[flag]
     if not path:
@@ -59,14 +61,7 @@ def load_model(path: str, flag: str) -> keras.Model:
         raise UserError(
             f"--{flag}={path}: no {training.KERAS_FILE} there; expected {what}."
         )
-    try:
-        return keras.models.load_model(file, compile=False)
-    except Exception as error:  # Keras raises many types for a foreign file.
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise UserError(
-            f"--{flag}={path}: cannot read it as a Keras model ({type(error).__name__}"
-            f"{': ' + reason[:120] if reason else ''}); expected {what}."
-        ) from None
+    return keras_files.load(file, flag, compile=False)
 
 
 def _shape_text(shape) -> str:
@@ -109,9 +104,17 @@ def check_kind(model: keras.Model, path: str, flag: str) -> keras.Model:
     )
 
 
-def load_checked(path: str, flag: str) -> keras.Model:
-    """`load_model` then `check_kind`: the model --flag names, of its kind."""
-    return check_kind(load_model(path, flag), path, flag)
+def load_checked(path: str, flag: str, log=lambda message: None) -> keras.Model:
+    """`load_model` then `check_kind`: the model --flag names, of its kind.
+
+    A classifier then goes through the attacks' contract check
+    (`classifier.check_classifier`): one ending in a softmax comes back as
+    its logits model, which `log` says.
+    """
+    model = check_kind(load_model(path, flag), path, flag)
+    if flag == "classifier":
+        model = classifier_lib.check_classifier(model, f"--{flag}={path}", log)
+    return model
 
 
 def test_time_augmentation(model: keras.Model) -> tuple[keras.Model, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import zipfile
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def compare_runs(run_dirs: list[str]) -> dict:
                     f"{path}: missing; expected a finished run of the denoise app."
                 )
         metrics = outputs.read_json(metrics_path)
-        loaded.append((run_dir, metrics, np.load(psnr_path)["recovered"]))
+        loaded.append((run_dir, metrics, read_recovered_psnr(psnr_path)))
     base_dir, base_metrics, base_psnr = loaded[0]
     rows, pairs = [], []
     for run_dir, metrics, values in loaded:
@@ -130,6 +131,34 @@ def compare_runs(run_dirs: list[str]) -> dict:
             }
         )
     return {"runs": rows, "pairs": pairs}
+
+
+def read_recovered_psnr(path: str) -> np.ndarray:
+    """The per-image recovered PSNR of a run's psnr_per_image.npz, float64 [N].
+
+    Raises:
+      UserError: naming the file, when it is not an .npz with a 1-D numeric
+        `recovered` array (pickled objects are never loaded).
+    """
+    expected = "expected the psnr_per_image.npz of a denoise run"
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            values = np.asarray(arrays["recovered"])
+    except KeyError:
+        raise UserError(f"{path}: no array 'recovered'; {expected}.") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        detail = (
+            str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        )
+        if "pickled" in detail:
+            detail = "it holds pickled Python objects, which are never loaded"
+        raise UserError(f"{path}: cannot read it ({detail}); {expected}.") from None
+    if values.ndim != 1 or not np.issubdtype(values.dtype, np.number):
+        raise UserError(
+            f"{path}: 'recovered' has shape {values.shape} and dtype {values.dtype}; "
+            f"{expected} (one PSNR per test image)."
+        )
+    return values.astype(np.float64)
 
 
 def comparison_markdown(comparison: dict) -> str:

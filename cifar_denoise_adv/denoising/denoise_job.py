@@ -16,8 +16,10 @@ import numpy as np
 
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
+from cifar_denoise_adv.core import keras_files
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
@@ -53,6 +55,8 @@ class DenoiseConfig(training.TrainingConfig):
         0.1,
         "Noise std: y = clip(x + N(0, sigma^2), 0, 1).",
         unit=config_lib.PIXEL,
+        low=0.0,
+        low_open=True,
     )
     clipnorm: float = setting(
         1.0, "Global gradient-norm clipping in Adam (0: none).", low=0.0
@@ -75,6 +79,7 @@ class _FixedNoise:
     batches: object  # the same (noisy, clean) pairs as a tf.data pipeline
 
 
+@runs.guarded("denoise")
 def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict:
     """Trains (or resumes) a denoiser and evaluates it on the whole test set.
 
@@ -92,7 +97,6 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
     start = time.time()
     config = config_lib.resolve(config)
     setup = training.start_run(config, log)
-    outputs.write_flagfile(config, "denoise")
     train, validation, test = _pipelines(config, setup)
     with training.precision_scope(config.precision), setup.strategy.scope():
         model = _build(config, setup.steps_per_epoch, log, resumed=bool(setup.done))
@@ -129,7 +133,7 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
             "initialised_from": _lineage(config.init_from),
             "psnr_db": evaluation["stats"],
             "history": fit["history"],
-            **training.training_time(fit, config, setup.num_train, config.run_dir),
+            **training.training_time(fit, config, setup.num_train),
             "inference_images_per_s": evaluation["images_per_s"],
             "saved_model_max_abs_difference": export_error,
         },
@@ -295,7 +299,7 @@ def _load_weights_from(model: keras.Model, run_dir: str) -> None:
             f"--init_from={run_dir}: no {training.KERAS_FILE}; expected a finished "
             "run of the denoise app."
         )
-    source = keras.models.load_model(path, compile=False)
+    source = keras_files.load(path, "init_from", compile=False)
     try:
         model.set_weights(source.get_weights())
     except ValueError as error:

@@ -1,8 +1,10 @@
 """Clipped Gaussian noise, PSNR, and the noise level for a target PSNR.
 
 Pure functions on tensors: no flags, no files, no printing. Images are
-float32 in [0, 1]; sigma is in the same [0, 1] pixel units; PSNR uses
-MAX = 1 and the mean squared error over all pixels and channels of an image.
+float32 in [0, 1]; sigma is in the same [0, 1] pixel units, at most 1 (a
+larger value is refused as 0-255 units by `core.units`, as the apps' --sigma
+is); PSNR uses MAX = 1 and the mean squared error over all pixels and
+channels of an image.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from cifar_denoise_adv.core import units
 from cifar_denoise_adv.core.metrics import mean_and_std  # noqa: F401 - re-exported
 from cifar_denoise_adv.core.metrics import psnr
 
@@ -27,16 +30,18 @@ def add_gaussian_noise(
 
     Args:
       images: float32 [..., H, W, C] in [0, 1].
-      sigma: noise std in [0, 1] pixel units.
+      sigma: noise std in [0, 1] pixel units (a Python number).
       seed: int [2], the stateless RNG seed; the same seed gives the same
         noise, and the noise is exactly `sigma * unit_noise(shape, seed)`.
       clip: clip the result to [0, 1], as a stored image would be.
 
     Returns:
       float32 tensor shaped like `images`.
+
+    Raises:
+      UserError (a ValueError): sigma negative or above 1 (0-255 units).
     """
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}.")
+    sigma = units.check_pixel_value(sigma, "sigma")
     images = tf.convert_to_tensor(images, tf.float32)
     noisy = images + sigma * unit_noise(tf.shape(images), seed)
     return tf.clip_by_value(noisy, 0.0, 1.0) if clip else noisy
@@ -54,7 +59,12 @@ def analytic_sigma(target_psnr: float, max_value: float = 1.0) -> float:
 def noisy_psnr(
     images: tf.Tensor, unit_draws: tf.Tensor, sigma: float, *, clip: bool
 ) -> tf.Tensor:
-    """PSNR [B] between images and clip(images + sigma * unit_draws)."""
+    """PSNR [B] between images and clip(images + sigma * unit_draws).
+
+    Raises:
+      UserError (a ValueError): sigma outside [0, 1] pixel units.
+    """
+    sigma = units.check_pixel_value(sigma, "sigma")
     noisy = images + sigma * unit_draws
     if clip:
         noisy = tf.clip_by_value(noisy, 0.0, 1.0)
@@ -83,18 +93,23 @@ def calibrate_sigma(
 
     Returns:
       sigma in [0, 1] pixel units.
+
+    Raises:
+      ValueError: when even sigma = 1 (noise as wide as the pixel range)
+        leaves the mean PSNR above the target.
     """
     low = 0.0
-    high = analytic_sigma(target_psnr)
+    high = min(analytic_sigma(target_psnr), 1.0)
     # Clipping only ever removes noise, so the answer lies above the
     # analytic sigma; widen the bracket until it holds the target.
     while mean_psnr_at(high) > target_psnr:
-        low, high = high, 2.0 * high
-        if high > 16.0:
+        if high >= 1.0:
             raise ValueError(
-                f"no sigma reaches a mean PSNR of {target_psnr} dB: clipped "
-                "noise cannot lower PSNR that far on these images."
+                f"no sigma in [0, 1] pixel units reaches a mean PSNR of "
+                f"{target_psnr:g} dB on these images: clipped noise of sigma 1 "
+                f"gives {mean_psnr_at(1.0):.2f} dB."
             )
+        low, high = high, min(2.0 * high, 1.0)
     for _ in range(max_iterations):
         if high - low < tolerance:
             break

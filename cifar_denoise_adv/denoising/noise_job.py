@@ -16,8 +16,10 @@ from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
+from cifar_denoise_adv.core.errors import UserError
 from cifar_denoise_adv.denoising import noise as noise_lib
 from cifar_denoise_adv.denoising import pipelines
 
@@ -44,6 +46,8 @@ class NoiseConfig(config_lib.RunConfig):
         "Noise std for the statistics, figure and export: "
         "y = clip(x + N(0, sigma^2), 0, 1).",
         unit=config_lib.PIXEL,
+        low=0.0,
+        low_open=True,
     )
     calibration_split: str = setting(
         "test", "Split the clipped sigma is fitted on.", choices=data.SPLITS
@@ -144,6 +148,7 @@ def _export(config: NoiseConfig, split: str, batches, labels, log) -> str:
     return path
 
 
+@runs.guarded("noise")
 def run(config: NoiseConfig, log=lambda message: None) -> dict:
     """Calibrates sigma, measures PSNR(x, y) on both splits, writes outputs.
 
@@ -156,8 +161,6 @@ def run(config: NoiseConfig, log=lambda message: None) -> dict:
     """
     start = time.time()
     config = config_lib.resolve(config)
-    outputs.make_run_dir(config.run_dir)
-    outputs.write_flagfile(config, "noise")
     limits = {"train": config.max_train_images, "test": config.max_test_images}
     draws, labels = {}, {}
     for split in data.SPLITS:
@@ -205,10 +208,13 @@ def run(config: NoiseConfig, log=lambda message: None) -> dict:
 def _sigmas(config: NoiseConfig, calibration_draws, log) -> dict:
     """Analytic and clipped-calibrated sigma, and the calibration's check."""
     analytic = noise_lib.analytic_sigma(config.target_psnr)
-    calibrated = noise_lib.calibrate_sigma(
-        noise_lib.mean_noisy_psnr_fn(calibration_draws, clip=True),
-        config.target_psnr,
-    )
+    try:
+        calibrated = noise_lib.calibrate_sigma(
+            noise_lib.mean_noisy_psnr_fn(calibration_draws, clip=True),
+            config.target_psnr,
+        )
+    except ValueError as error:
+        raise UserError(f"--target_psnr={config.target_psnr:g}: {error}") from None
     log(f"analytic sigma (no clipping): {analytic:.5f}")
     log(f"calibrated sigma (clipped, {config.calibration_split} set): {calibrated:.5f}")
     log(WHY_SIGMAS_DIFFER)

@@ -16,8 +16,18 @@ written its results. Then, on the next invocation:
 - running, same fingerprint (the study was interrupted in this step):
   run again in the same folder, so a training job continues from its last
   completed epoch (`run_dir/backup`);
-- anything else (new settings, forced, no record): the folder is emptied
-  and the step runs from scratch, so no output of other settings survives.
+- anything else (new settings, forced): the folder, which the study made,
+  is emptied and the step runs from scratch, so no output of other
+  settings survives.
+
+The study only deletes what it made. A step folder without the study's
+record (a run of the user's, say `runs/classifier` under
+`--study_dir=runs`) is never emptied: the study stops before running
+anything, with one line naming the folder; with --force it moves that
+folder aside (`<step>.moved-<time>`), untouched, and runs the step in a new
+one. An empty folder is used as it is. The study holds an OS lock on
+--study_dir while it runs (`core.runs.hold`), and each job its own on its
+step folder.
 
 A step that depends on another (the attacks on the classifier) has the
 other's metrics.json in its fingerprint, so a retrained classifier makes
@@ -29,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import shutil
 import time
 from collections.abc import Callable
 from collections.abc import Collection
@@ -43,8 +52,10 @@ from cifar_denoise_adv import targeted
 from cifar_denoise_adv import universal
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
+from cifar_denoise_adv.study import folders
 from cifar_denoise_adv.study import report
 
 RECORD_FILE = "study_step.json"
@@ -200,17 +211,16 @@ def decide(plan: Plan, current: dict, forced: bool) -> str:
     return "fresh"
 
 
-def _empty_folder(run_dir: str, study_dir: str) -> None:
-    inside = os.path.commonpath([os.path.abspath(run_dir), os.path.abspath(study_dir)])
-    if inside != os.path.abspath(study_dir) or os.path.samefile(run_dir, study_dir):
-        raise UserError(f"{run_dir}: refusing to empty a folder outside it.")
-    shutil.rmtree(run_dir)
-
-
 def run_step(plan: Plan, current: dict, action: str, study_dir: str, log) -> dict:
-    """Runs one step (fresh or resumed) with its record kept up to date."""
-    if action == "fresh" and os.path.isdir(plan.run_dir):
-        _empty_folder(plan.run_dir, study_dir)
+    """Runs one step (fresh or resumed) with its record kept up to date.
+
+    A fresh step empties its folder only if the study made it (its record
+    is there); a folder the study did not make is moved aside whole.
+    """
+    if action == "fresh" and folders.not_made_by_study(plan.run_dir, RECORD_FILE):
+        folders.move_aside(plan.run_dir, log)
+    elif action == "fresh" and os.path.isdir(plan.run_dir):
+        folders.empty(plan.run_dir, study_dir)
     outputs.make_run_dir(plan.run_dir)
     record_path = os.path.join(plan.run_dir, RECORD_FILE)
     record = {"step": plan.step.name, "flagfile": plan.flagfile}
@@ -255,16 +265,26 @@ def run(
       The study record written to study_dir/study.json (steps with their
       status: ran, resumed or skipped, and seconds).
     """
+    with runs.hold(study_dir, "study_dir") as folder:
+        return _run(plans, folder, force, data_source, log)
+
+
+def _run(plans, study_dir: str, force, data_source: str, log) -> dict:
     start = time.time()
-    study_dir = outputs.make_run_dir(study_dir)
     by_name = {plan.step.name: plan for plan in plans}
+
+    def forced(name: str) -> bool:
+        return force is True or (not isinstance(force, bool) and name in force)
+
+    folders.check(
+        [plan.run_dir for plan in plans if not forced(plan.step.name)],
+        study_dir,
+        RECORD_FILE,
+    )
     statuses = []
     for plan in plans:
         current = fingerprint(plan, by_name)
-        forced = force is True or (
-            not isinstance(force, bool) and plan.step.name in force
-        )
-        action = decide(plan, current, forced)
+        action = decide(plan, current, forced(plan.step.name))
         log(f"study: {plan.step.name} ({plan.flagfile}): {action}")
         entry = {
             "step": plan.step.name,
@@ -273,7 +293,7 @@ def run(
             "flagfile": plan.flagfile,
             "run_dir": os.path.relpath(plan.run_dir, study_dir),
             "status": {"skip": "skipped", "resume": "resumed", "fresh": "ran"}[action],
-            "forced": forced,
+            "forced": forced(plan.step.name),
             "seconds_this_invocation": 0.0,
         }
         if action != "skip":

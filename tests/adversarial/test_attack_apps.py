@@ -102,6 +102,14 @@ def test_choose_images_and_targets():
         targeted_job.TargetedConfig(target_mode="least_likely"), logits, labels
     )
     assert np.all(least == np.where(labels == 0, 1, 0))
+    # A misclassified image whose least likely class is its own class gets
+    # the least likely of the others.
+    wrong = np.zeros((1, 10))
+    wrong[0, 4], wrong[0, 2] = -5.0, -1.0
+    least_wrong = targeted_job.choose_targets(
+        targeted_job.TargetedConfig(target_mode="least_likely"), wrong, np.array([4])
+    )
+    assert least_wrong.tolist() == [2]
     given = targeted_job.TargetedConfig(target_mode="given", targets=(7,))
     assert np.all(targeted_job.choose_targets(given, logits, labels) == 7)
     with pytest.raises(UserError, match="true class"):

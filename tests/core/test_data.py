@@ -150,3 +150,31 @@ def test_reachable_gives_up_within_its_timeout():
     # 192.0.2.0/24 is reserved for documentation: nothing answers there, and
     # a closed sandbox refuses at once; either way the answer is quick.
     assert data._reachable(("192.0.2.1", 9), timeout=0.5) is False
+
+
+def test_an_oversized_archive_member_is_refused_before_it_is_read(
+    tmp_path, monkeypatch
+):
+    path, _ = write_cifar(tmp_path, "python_tar", per_file=2)
+    size = os.path.getsize(path)
+    monkeypatch.setattr(data, "MAX_BATCH_BYTES", 100)  # every member is larger
+
+    def never(*args, **kwargs):
+        raise AssertionError("the member was read")
+
+    monkeypatch.setattr(data.tarfile.TarFile, "extractfile", never)
+    with pytest.raises(DataError, match=r"data_batch_1: \d[\d,]* bytes, more than any"):
+        data.read_local_arrays(path, "train")
+    assert os.path.getsize(path) == size
+
+
+def test_an_oversized_batch_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path, _ = write_cifar(tmp_path, "python", per_file=2)
+    monkeypatch.setattr(data, "MAX_BATCH_BYTES", 100)
+    with pytest.raises(DataError, match="test_batch: .* refused without reading it"):
+        data.read_local_arrays(path, "test")
+
+
+def test_the_size_limit_admits_the_official_batch_files():
+    # data_batch_1..5 of the official python archive are 31,035,704 bytes.
+    assert data.MAX_BATCH_BYTES >= 2 * 31_035_704

@@ -330,11 +330,13 @@ APP_NAMES = [
 def test_the_flag_file_of_a_run_replays_its_config(tmp_path, name):
     app, config = _replay_cases(tmp_path)[name]
     assert app.name == name
-    # Every setting differs from its default, so each one is written and read.
+    # Every setting differs from its default, so each one is written and read
+    # (but a one-off request such as --overwrite, which is never replayed).
     same = [
         field.name
         for field in dataclasses.fields(config)
         if getattr(config, field.name) == field.default
+        and field.metadata.get("replayed", True)
     ]
     assert not same, f"{name}: the test config keeps the default of {same}"
 
@@ -356,3 +358,14 @@ def test_write_flagfile_writes_into_the_run_dir(tmp_path):
     # A flag after the flag file wins over it.
     again = noise.APP.parse(["prog", f"--flagfile={path}", "--noexport"])
     assert again == dataclasses.replace(config, export=False)
+
+
+def test_overwrite_is_not_replayed_by_the_flag_file(tmp_path):
+    config = NoiseConfig(run_dir=str(tmp_path), sigma=0.05, overwrite=True)
+    path = outputs.write_flagfile(config, "noise")
+    lines = (tmp_path / "flags.cfg").read_text().splitlines()
+    assert not [
+        line for line in lines if "-overwrite" in line or "-nooverwrite" in line
+    ]
+    replayed = noise.APP.parse(["prog", f"--flagfile={path}"])
+    assert replayed == dataclasses.replace(config, overwrite=False)

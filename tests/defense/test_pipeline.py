@@ -111,7 +111,7 @@ def test_other_models_and_missing_files_get_one_clear_line(tmp_path):
     junk.write_text("not a model")
     with pytest.raises(UserError) as error:
         loading.load_checked(str(junk), "classifier")
-    assert "cannot read it as a Keras model" in _one_line(error)
+    assert "not a whole .keras file" in _one_line(error)
     with pytest.raises(UserError, match="--denoiser is required"):
         loading.load_checked("", "denoiser")
 

@@ -114,14 +114,20 @@ def test_resume_after_an_interrupted_run(finished_run, tmp_path, monkeypatch):
 
     metrics = _run_app(data_dir, run_dir, epochs=3)
     assert metrics["resumed_from_epoch"] == 1
-    assert len(metrics["history"]["loss"]) == 2  # epochs 2 and 3 only
+    # The history and seconds of every epoch, the interrupted piece's included.
+    assert len(metrics["history"]["loss"]) == 3
+    assert len(metrics["history"]["val_psnr"]) == 3
+    assert metrics["train_seconds_total"] > metrics["train_seconds_this_run"] > 0
     model = keras.models.load_model(run_dir / "model.keras")
     steps_per_epoch = 2  # 16 images (20 minus 4 held out), batch 8
     assert int(model.optimizer.iterations.numpy()) == 3 * steps_per_epoch
 
     # Complete: the same command again trains nothing and re-evaluates.
     again = _run_app(data_dir, run_dir, epochs=3)
-    assert again["resumed_from_epoch"] == 3 and again["history"] == {}
+    assert again["resumed_from_epoch"] == 3 and again["train_seconds_this_run"] == 0
+    assert again["history"] == metrics["history"]
+    assert again["train_seconds_total"] == metrics["train_seconds_total"]
+    assert again["train_images_per_s"] == metrics["train_images_per_s"]
     assert again["psnr_db"]["recovered"]["mean"] == pytest.approx(
         metrics["psnr_db"]["recovered"]["mean"], abs=1e-4
     )
@@ -160,7 +166,7 @@ def test_denoise_image_on_a_50x40_png_and_a_folder(finished_run, tmp_path):
     with pytest.raises(UserError, match="--model"):
         inference.load_denoiser(str(tmp_path))
     with pytest.raises(UserError, match="--input"):
-        inference.denoise_files(lambda x: x, str(tmp_path / "nope"), str(tmp_path))
+        inference.plan_outputs(str(tmp_path / "nope"), str(tmp_path))
 
 
 def test_compare_pairs_two_runs(finished_run, tmp_path):
@@ -235,3 +241,29 @@ def test_init_from_starts_with_the_other_runs_weights(finished_run, tmp_path):
     other_arch = dict(num_blocks=2)
     with pytest.raises(UserError, match="does not match"):
         _run_app(data_dir, tmp_path / "third", init_from=str(run_dir), **other_arch)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not an npz at all", "cannot read it"),
+        (b"PK\x03\x04 truncated zip", "cannot read it"),
+        (None, "no array 'recovered'"),
+    ],
+)
+def test_compare_over_a_bad_psnr_file_is_one_line(
+    finished_run, tmp_path, content, message
+):
+    _, run_dir, _ = finished_run
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.json").write_text((run_dir / "metrics.json").read_text())
+    path = other / denoise_job.PSNR_FILE
+    if content is None:
+        outputs.save_npz(str(path), noisy=np.zeros(4))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError) as error:
+        compare_lib.compare_runs([str(run_dir), str(other)])
+    assert str(error.value).startswith(f"{path}: {message}")
+    assert "\n" not in str(error.value)

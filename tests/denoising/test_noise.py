@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cifar_denoise_adv.core.errors import UserError
 from cifar_denoise_adv.denoising import noise
+from cifar_denoise_adv.denoising import noise_job
 
 
 def _images(count=16, seed=0):
@@ -71,3 +73,22 @@ def test_calibration_with_clipping_needs_a_larger_sigma_and_hits_the_target():
     assert sigma > 0.1 + 5e-3
     assert mean_psnr(sigma) == pytest.approx(20.0, abs=1e-2)
     assert mean_psnr(0.1) > 20.0
+
+
+def test_a_target_psnr_no_sigma_up_to_1_reaches_is_one_line_naming_the_flag():
+    batches = _fixed_draw_batches(_images(8))
+    mean_psnr = noise.mean_noisy_psnr_fn(batches, clip=True)
+    floor = mean_psnr(1.0)  # clipped noise as wide as the pixel range
+    assert 3.0 < floor < 8.0
+    with pytest.raises(ValueError, match="no sigma in \\[0, 1\\] pixel units"):
+        noise.calibrate_sigma(mean_psnr, 1.0)
+    config = noise_job.NoiseConfig(target_psnr=1.0)
+    with pytest.raises(UserError) as error:
+        noise_job._sigmas(config, batches, lambda message: None)
+    assert str(error.value) == (
+        "--target_psnr=1: no sigma in [0, 1] pixel units reaches a mean PSNR of "
+        f"1 dB on these images: clipped noise of sigma 1 gives {floor:.2f} dB."
+    )
+    # sigma itself is checked like the flag: 25 is 0-255 units.
+    with pytest.raises(UserError, match="^sigma=25: .* write 25/255"):
+        noise.noisy_psnr(batches[0][0], batches[0][1], 25.0, clip=True)

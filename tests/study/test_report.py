@@ -133,6 +133,26 @@ def test_sweep_table_and_minutes_count_reused_runs():
     )
 
 
+def test_a_resumed_training_step_shows_the_minutes_of_all_its_pieces():
+    # Killed and resumed in its last epoch: the study's record of the step
+    # has the last piece's 30 s; its metrics the 600 s of every epoch.
+    study = {
+        "steps": [
+            {"step": "classifier", "app": "classify", "flagfile": "c.cfg"}
+            | {"status": "resumed"}
+        ],
+        "by_step": {
+            "classifier": {
+                "record": {"seconds": 30.0},
+                "metrics": {"train_seconds_total": 600.0},
+            }
+        },
+        "invocation_seconds": 30.0,
+    }
+    _, (_, _, rows), _ = sections.details_section(study)
+    assert rows[0][0] == "classifier" and rows[0][-1] == "10.0"
+
+
 def _steps():
     """Metrics of a study with a noise step, a classifier and two attacks."""
     return {

@@ -370,3 +370,49 @@ def test_skip_resume_force_and_dependencies(tmp_path, monkeypatch):
     # Unknown step names are refused when the study's config is made.
     with pytest.raises(UserError, match="--rerun"):
         plan.StudyConfig(rerun=("classifier", "nonsense"))
+
+
+def _tree(folder):
+    return {
+        os.path.relpath(os.path.join(root, name), folder): open(
+            os.path.join(root, name), "rb"
+        ).read()
+        for root, _, names in os.walk(folder)
+        for name in names
+    }
+
+
+def test_a_folder_the_study_did_not_make_is_kept_byte_for_byte(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan.report, "write", lambda study_dir: {"md": "", "html": ""})
+    study_dir = str(tmp_path)
+    mine = tmp_path / "classifier"  # a run of the user's: runs/classifier
+    (mine / "backup").mkdir(parents=True)
+    (mine / "notes.md").write_bytes(b"my notes\x00\xff")
+    (mine / "model.keras").write_bytes(b"weights")
+    (mine / "backup" / "training_metadata.json").write_text('{"epoch": 3}')
+    before = _tree(mine)
+    settings = {"classifier": {"epochs": 1}, "fgsm": {"eps": 0.1}}
+    plans, fakes = _fake_plans(study_dir, settings)
+
+    with pytest.raises(UserError) as error:
+        plan.run(plans, study_dir=study_dir)
+    message = str(error.value)
+    assert "\n" not in message and str(mine) in message
+    assert "was not made by the study" in message and "--force" in message
+    assert _tree(mine) == before
+    assert fakes["classifier"].calls == fakes["fgsm"].calls == 0  # nothing ran
+
+    # --force moves it aside, untouched, and runs the step in a new folder.
+    record = plan.run(plans, study_dir=study_dir, force=True)
+    assert set(_statuses(record).values()) == {"ran"}
+    moved = [n for n in os.listdir(tmp_path) if n.startswith("classifier.moved-")]
+    assert len(moved) == 1 and _tree(tmp_path / moved[0]) == before
+    assert plan.read_record(str(mine))["state"] == "done"
+
+
+def test_an_empty_step_folder_is_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan.report, "write", lambda study_dir: {"md": "", "html": ""})
+    (tmp_path / "classifier").mkdir()
+    settings = {"classifier": {"epochs": 1}, "fgsm": {"eps": 0.1}}
+    plans, _ = _fake_plans(str(tmp_path), settings)
+    assert set(_statuses(plan.run(plans, study_dir=str(tmp_path))).values()) == {"ran"}

@@ -20,7 +20,14 @@ Conventions shared by every function here:
   transformation).
 - Long loops report progress through an optional `progress` callback, called
   with a dict of plain numbers.
-- Bad arguments raise `ValueError` naming the argument.
+- Bad arguments raise `UserError` (a `ValueError`) with one line naming the
+  argument. Budgets, radii and step sizes are checked by `core.units`, as the
+  apps' flags are: at most 1 per pixel, at most sqrt(H * W * C) for an L2
+  norm, and a value above that is said to look like 0-255 units
+  (`epsilon=8: ... write 8/255`).
+- Every entry point checks the model (`contract.check_model`): a Keras model
+  ending in a softmax is attacked through its logits (with a UserWarning);
+  other models returning probabilities are refused.
 """
 
 from cifar_denoise_adv.adversarial.attacks._checks import ModelFn

@@ -10,9 +10,11 @@ import tensorflow as tf
 from cifar_denoise_adv.adversarial.attacks._checks import TINY
 from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
 from cifar_denoise_adv.adversarial.attacks._checks import as_images
-from cifar_denoise_adv.adversarial.attacks._checks import check_non_negative
+from cifar_denoise_adv.adversarial.attacks._checks import check_fraction
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
+from cifar_denoise_adv.adversarial.attacks.contract import check_model
 from cifar_denoise_adv.adversarial.attacks.norms import norm_order
+from cifar_denoise_adv.core.errors import UserError
 
 # DeepFool's reference code adds this to every step so that the linearised
 # boundary is crossed, not just reached.
@@ -120,34 +122,68 @@ def deepfool(
     L-inf step: (|f_l| / ||w_l||_1 + 1e-4) sign(w_l).
 
     Args:
-      model_fn: images -> logits [B, num_classes].
+      model_fn: images -> logits [B, num_classes] (the model contract of
+        `attacks.contract.check_model`: a Keras model ending in a softmax is
+        attacked through its logits, other probabilities are refused).
       images: float32 [B, H, W, C] (or any [B, ...]) in [0, 1].
       num_classes: K, the width of the logits (checked).
       num_candidates: classes considered (top ones of the clean logits),
         2 <= num_candidates <= num_classes.
-      overshoot: relative overshoot >= 0 of the tested perturbation.
+      overshoot: relative overshoot of the tested perturbation, a fraction
+        in [0, 1] (0.02 for 2%).
       max_iter: maximum DeepFool steps per image >= 1.
       norm: "l2" or "linf" (or 2 / np.inf).
 
     Returns:
       DeepFoolResult(adversarial, perturbation, iterations, success).
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
     images = as_images(images)
+    model_fn, width = check_model(model_fn, images)
+    settings = check_deepfool_settings(
+        num_classes, num_candidates, overshoot, max_iter, norm, width
+    )
+    return deepfool_unchecked(model_fn, images, *settings)
+
+
+def check_deepfool_settings(
+    num_classes, num_candidates, overshoot, max_iter, norm, width: int
+) -> tuple[int, float, int, bool]:
+    """DeepFool's settings, checked against the model's width K.
+
+    Returns:
+      (num_candidates, overshoot, max_iter, linf), as `deepfool_unchecked`
+      takes them.
+    """
     linf = norm_order(norm) == np.inf
     num_classes = check_positive_int(num_classes, "num_classes", minimum=2)
     num_candidates = check_positive_int(num_candidates, "num_candidates", minimum=2)
     if num_candidates > num_classes:
-        raise ValueError(
+        raise UserError(
             f"num_candidates must be <= num_classes ({num_classes}), got "
             f"{num_candidates}."
         )
-    overshoot = check_non_negative(overshoot, "overshoot")
-    max_iter = check_positive_int(max_iter, "max_iter")
-    candidates, width = _top_classes(model_fn, images, num_candidates)
-    if int(width) != num_classes:
-        raise ValueError(
-            f"num_classes is {num_classes} but model_fn returns {int(width)} logits."
+    if width != num_classes:
+        raise UserError(
+            f"num_classes is {num_classes} but model_fn returns {width} logits."
         )
+    overshoot = check_fraction(overshoot, "overshoot")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    return num_candidates, overshoot, max_iter, linf
+
+
+def deepfool_unchecked(
+    model_fn: ModelFn,
+    images: tf.Tensor,
+    num_candidates: int,
+    overshoot: float,
+    max_iter: int,
+    linf: bool,
+) -> DeepFoolResult:
+    """`deepfool` on arguments already checked (the universal loop's inner call)."""
+    candidates, _ = _top_classes(model_fn, images, num_candidates)
     candidates = candidates.numpy()
     clean = images.numpy()
     adversarial, r_total = clean.copy(), np.zeros_like(clean)

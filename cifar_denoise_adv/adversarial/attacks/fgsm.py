@@ -9,14 +9,15 @@ transformation), which is how a randomised defense is attacked.
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
 from cifar_denoise_adv.adversarial.attacks._checks import as_images
 from cifar_denoise_adv.adversarial.attacks._checks import as_labels
-from cifar_denoise_adv.adversarial.attacks._checks import check_non_negative
+from cifar_denoise_adv.adversarial.attacks._checks import check_budget
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
+from cifar_denoise_adv.adversarial.attacks._checks import check_step
+from cifar_denoise_adv.adversarial.attacks.contract import check_model
 
 
 def _gradient(model_fn, images, labels, num_draws: int):
@@ -56,16 +57,21 @@ def input_gradient(model_fn: ModelFn, images, labels, num_draws: int = 1) -> tf.
     summed loss is each image's own gradient.
 
     Args:
-      model_fn: images -> logits [B, K]; may draw fresh randomness per call.
+      model_fn: images -> logits [B, K] (the contract of
+        `attacks.contract.check_model`); may draw fresh randomness per call.
       images: float32 [B, H, W, C] in [0, 1].
-      labels: int [B] classes whose cross-entropy is differentiated.
+      labels: int [B] classes in 0..K-1 whose cross-entropy is differentiated.
       num_draws: calls of `model_fn` averaged, >= 1.
 
     Returns:
       float32 [B, H, W, C].
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
     images = as_images(images)
-    labels = as_labels(labels, images.shape[0], "labels")
+    model_fn, width = check_model(model_fn, images)
+    labels = as_labels(labels, images.shape[0], "labels", num_classes=width)
     num_draws = check_positive_int(num_draws, "num_draws")
     return _gradient_graph(model_fn, images, labels, num_draws)
 
@@ -94,18 +100,26 @@ def targeted_fgsm(
     "Explaining and harnessing adversarial examples" (ICLR 2015).
 
     Args:
-      model_fn: images -> logits [B, K].
+      model_fn: images -> logits [B, K] (the model contract of
+        `attacks.contract.check_model`: a Keras model ending in a softmax is
+        attacked through its logits, other probabilities are refused).
       images: float32 [B, H, W, C] in [0, 1].
-      target_labels: int [B] classes to push the prediction towards.
-      epsilon: L-inf step size >= 0, [0, 1] pixel units.
+      target_labels: int [B] classes in 0..K-1 to push the prediction towards.
+      epsilon: L-inf step size in [0, 1] pixel units (8/255, not 8).
       num_draws: gradients averaged per step (EOT, see `input_gradient`).
 
     Returns:
       float32 [B, H, W, C] in [0, 1], within epsilon of `images` (L-inf).
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
     images = as_images(images)
-    target_labels = as_labels(target_labels, images.shape[0], "target_labels")
-    epsilon = check_non_negative(epsilon, "epsilon")
+    model_fn, width = check_model(model_fn, images)
+    target_labels = as_labels(
+        target_labels, images.shape[0], "target_labels", num_classes=width
+    )
+    epsilon = check_budget(epsilon, "epsilon")
     num_draws = check_positive_int(num_draws, "num_draws")
     return _signed_step_graph(
         model_fn, images, target_labels, tf.constant(epsilon, tf.float32), num_draws
@@ -122,18 +136,22 @@ def fgsm(
     (ICLR 2015), eq. (3) (the clip keeps a valid image).
 
     Args:
-      model_fn: images -> logits [B, K].
+      model_fn: images -> logits [B, K] (as for `targeted_fgsm`).
       images: float32 [B, H, W, C] in [0, 1].
-      labels: int [B] true classes, whose loss is raised.
-      epsilon: L-inf budget >= 0, [0, 1] pixel units.
+      labels: int [B] true classes in 0..K-1, whose loss is raised.
+      epsilon: L-inf budget in [0, 1] pixel units (8/255, not 8).
       num_draws: gradients averaged per step (EOT, see `input_gradient`).
 
     Returns:
       float32 [B, H, W, C] in [0, 1], within epsilon of `images` (L-inf).
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
     images = as_images(images)
-    labels = as_labels(labels, images.shape[0], "labels")
-    epsilon = check_non_negative(epsilon, "epsilon")
+    model_fn, width = check_model(model_fn, images)
+    labels = as_labels(labels, images.shape[0], "labels", num_classes=width)
+    epsilon = check_budget(epsilon, "epsilon")
     num_draws = check_positive_int(num_draws, "num_draws")
     return _signed_step_graph(
         model_fn, images, labels, tf.constant(epsilon, tf.float32), num_draws, True
@@ -153,8 +171,7 @@ def _projected_step(
 
 def _iterate(model_fn, images, labels, epsilon, step_size, num_steps, **options):
     """The projected signed-gradient loop shared by both iterative attacks."""
-    if not np.isfinite(step_size) or step_size <= 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}.")
+    step_size = check_step(step_size, "step_size")
     num_steps = check_positive_int(num_steps, "num_steps")
     num_draws = check_positive_int(options["num_draws"], "num_draws")
     start = images
@@ -207,11 +224,11 @@ def targeted_iterative(
     learning models resistant to adversarial attacks" (ICLR 2018).
 
     Args:
-      model_fn: images -> logits [B, K].
+      model_fn: images -> logits [B, K] (as for `targeted_fgsm`).
       images: float32 [B, H, W, C] in [0, 1].
-      target_labels: int [B] target classes.
-      epsilon: L-inf budget >= 0, pixel units.
-      step_size: size of each signed step > 0, pixel units.
+      target_labels: int [B] target classes in 0..K-1.
+      epsilon: L-inf budget in [0, 1] pixel units.
+      step_size: size of each signed step, in (0, 1] pixel units.
       num_steps: number of steps >= 1.
       random_start: start from a uniform draw in the epsilon ball (clipped to
         [0, 1]) instead of from `images`.
@@ -221,10 +238,16 @@ def targeted_iterative(
 
     Returns:
       float32 [B, H, W, C] in [0, 1], within epsilon of `images` (L-inf).
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
     images = as_images(images)
-    target_labels = as_labels(target_labels, images.shape[0], "target_labels")
-    epsilon = check_non_negative(epsilon, "epsilon")
+    model_fn, width = check_model(model_fn, images)
+    target_labels = as_labels(
+        target_labels, images.shape[0], "target_labels", num_classes=width
+    )
+    epsilon = check_budget(epsilon, "epsilon")
     return _iterate(
         model_fn,
         images,
@@ -261,11 +284,11 @@ def pgd(
     is the basic iterative method of Kurakin et al. (2017).
 
     Args:
-      model_fn: images -> logits [B, K].
+      model_fn: images -> logits [B, K] (as for `targeted_fgsm`).
       images: float32 [B, H, W, C] in [0, 1].
-      labels: int [B] true classes, whose loss is raised.
-      epsilon: L-inf budget >= 0, pixel units.
-      step_size: size of each signed step > 0, pixel units.
+      labels: int [B] true classes in 0..K-1, whose loss is raised.
+      epsilon: L-inf budget in [0, 1] pixel units (8/255, not 8).
+      step_size: size of each signed step, in (0, 1] pixel units.
       num_steps: number of steps >= 1.
       random_start: start from a uniform draw in the epsilon ball.
       seed: int seed of the random start (stateless, reproducible); None
@@ -274,10 +297,14 @@ def pgd(
 
     Returns:
       float32 [B, H, W, C] in [0, 1], within epsilon of `images` (L-inf).
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
     images = as_images(images)
-    labels = as_labels(labels, images.shape[0], "labels")
-    epsilon = check_non_negative(epsilon, "epsilon")
+    model_fn, width = check_model(model_fn, images)
+    labels = as_labels(labels, images.shape[0], "labels", num_classes=width)
+    epsilon = check_budget(epsilon, "epsilon")
     return _iterate(
         model_fn,
         images,

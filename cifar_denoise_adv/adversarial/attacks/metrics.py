@@ -8,7 +8,10 @@ import tensorflow as tf
 from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
 from cifar_denoise_adv.adversarial.attacks._checks import as_images
 from cifar_denoise_adv.adversarial.attacks._checks import as_labels
+from cifar_denoise_adv.adversarial.attacks._checks import as_perturbation
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
+from cifar_denoise_adv.adversarial.attacks.contract import check_model
+from cifar_denoise_adv.core.errors import UserError
 
 
 @tf.function(reduce_retracing=True)
@@ -26,15 +29,26 @@ def predict_labels(model_fn: ModelFn, images, batch_size: int = 256) -> tf.Tenso
     """Argmax of the logits, in batches.
 
     Args:
-      model_fn: images -> logits [B, K].
+      model_fn: images -> logits [B, K] (probabilities give the same argmax
+        and are accepted).
       images: float32 [N, H, W, C] in [0, 1].
       batch_size: images per model call.
 
     Returns:
       int64 [N] predicted classes.
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument, or the model
+        when its output is not one row of scores per image.
     """
     images = as_images(images)
     batch_size = check_positive_int(batch_size, "batch_size")
+    model_fn, _ = check_model(model_fn, images, probabilities_ok=True)
+    return predict_unchecked(model_fn, images, batch_size)
+
+
+def predict_unchecked(model_fn: ModelFn, images: tf.Tensor, batch_size: int):
+    """`predict_labels` on arguments already checked."""
     return tf.concat(
         [
             _predict(model_fn, images[start : start + batch_size])
@@ -64,28 +78,38 @@ def fooling_rate(
     true label.
 
     Args:
-      model_fn: images -> logits [B, K].
+      model_fn: images -> logits [B, K] (probabilities give the same argmax
+        and are accepted).
       images: float32 [N, H, W, C] in [0, 1].
       v: float32 [H, W, C] (one perturbation for all images) or [N, H, W, C],
-        pixel units.
+        [0, 1] pixel units (|v| <= 1).
       batch_size: images per model call.
       clean_labels: optional int [N] predictions on `images`, if already known.
 
     Returns:
       float in [0, 1].
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument (v in 0-255
+        units among them), or the model when its output is not one row of
+        scores per image.
     """
     images = as_images(images)
     batch_size = check_positive_int(batch_size, "batch_size")
-    v = tf.convert_to_tensor(v, tf.float32)
-    if v.shape != images.shape and v.shape != images.shape[1:]:
-        raise ValueError(
-            f"v must have shape {images.shape[1:]} or {images.shape}, got {v.shape}."
-        )
+    v = as_perturbation(v, images)
+    model_fn, _ = check_model(model_fn, images, probabilities_ok=True)
+    if clean_labels is not None:
+        clean_labels = as_labels(clean_labels, images.shape[0], "clean_labels")
+    return fooling_rate_unchecked(model_fn, images, v, batch_size, clean_labels)
+
+
+def fooling_rate_unchecked(model_fn, images, v, batch_size, clean_labels=None):
+    """`fooling_rate` on arguments already checked."""
     if clean_labels is None:
-        clean_labels = predict_labels(model_fn, images, batch_size)
-    clean_labels = as_labels(clean_labels, images.shape[0], "clean_labels")
+        clean_labels = predict_unchecked(model_fn, images, batch_size)
+    clean_labels = tf.cast(clean_labels, tf.int64)
     if v.shape == images.shape:
-        perturbed = predict_labels(
+        perturbed = predict_unchecked(
             model_fn, tf.clip_by_value(images + v, 0.0, 1.0), batch_size
         )
     else:
@@ -97,11 +121,11 @@ def _rate(first, second, names: tuple[str, str], equal: bool) -> float:
     first = np.asarray(first).reshape(-1)
     second = np.asarray(second).reshape(-1)
     if first.shape != second.shape:
-        raise ValueError(
+        raise UserError(
             f"{names[0]} {first.shape} and {names[1]} {second.shape} differ in shape."
         )
     if first.size == 0:
-        raise ValueError(f"{names[0]} is empty.")
+        raise UserError(f"{names[0]} is empty.")
     return float(np.mean((first == second) if equal else (first != second)))
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_denoise_adv.adversarial.attacks._checks import TINY
-from cifar_denoise_adv.adversarial.attacks._checks import check_non_negative
+from cifar_denoise_adv.adversarial.attacks._checks import check_budget
+from cifar_denoise_adv.core.errors import UserError
 
 
 def norm_order(p) -> float:
@@ -24,7 +25,7 @@ def norm_order(p) -> float:
             return names[p.lower()]
     elif isinstance(p, int | float | np.number) and float(p) in (2.0, np.inf):
         return float(p)
-    raise ValueError(f"p must be 2 or np.inf ('l2' or 'linf'), got {p!r}.")
+    raise UserError(f"p must be 2 or np.inf ('l2' or 'linf'), got {p!r}.")
 
 
 # --------------------------------------------------------------------------
@@ -77,7 +78,8 @@ def project_lp(perturbation, radius: float, p) -> tf.Tensor:
 
     Args:
       perturbation: float tensor of any shape, pixel units.
-      radius: ball radius xi >= 0, pixel units.
+      radius: ball radius xi >= 0 in [0, 1] pixel units: at most 1 for
+        L-inf, at most sqrt(size) for L2 (`core.units`).
       p: 2 or np.inf (see `norm_order`). L2 rescales the tensor; L-inf clips
         each value to [-radius, radius].
 
@@ -85,8 +87,8 @@ def project_lp(perturbation, radius: float, p) -> tf.Tensor:
       float32 tensor shaped like `perturbation`.
     """
     p = norm_order(p)
-    radius = check_non_negative(radius, "radius")
     perturbation = tf.convert_to_tensor(perturbation, tf.float32)
+    radius = check_budget(radius, "radius", p, perturbation.shape.num_elements() or 1)
     return project(perturbation, radius, p, axis=None)
 
 
@@ -95,7 +97,8 @@ def batch_project_lp(perturbations, radius: float, p) -> tf.Tensor:
 
     Args:
       perturbations: float [B, ...], pixel units.
-      radius: ball radius >= 0, pixel units, the same for every example.
+      radius: ball radius >= 0 in pixel units (as for `project_lp`), the same
+        for every example.
       p: 2 or np.inf (see `norm_order`).
 
     Returns:
@@ -103,12 +106,13 @@ def batch_project_lp(perturbations, radius: float, p) -> tf.Tensor:
       most `radius`.
     """
     p = norm_order(p)
-    radius = check_non_negative(radius, "radius")
     perturbations = tf.convert_to_tensor(perturbations, tf.float32)
     if perturbations.shape.rank is None or perturbations.shape.rank < 1:
-        raise ValueError(
+        raise UserError(
             f"perturbations must be a batch [B, ...], got {perturbations.shape}."
         )
+    size = perturbations.shape[1:].num_elements() or 1
+    radius = check_budget(radius, "radius", p, size)
     axis = list(range(1, perturbations.shape.rank))
     return project(perturbations, radius, p, axis=axis)
 
@@ -122,7 +126,7 @@ def random_perturbation_like(shape, xi: float, p, seed: int) -> tf.Tensor:
 
     Args:
       shape: the output shape, e.g. [32, 32, 3].
-      xi: the norm, pixel units.
+      xi: the norm in [0, 1] pixel units (L2: at most sqrt of the size).
       p: 2 or np.inf (see `norm_order`).
       seed: int; the same seed gives the same noise.
 
@@ -130,7 +134,7 @@ def random_perturbation_like(shape, xi: float, p, seed: int) -> tf.Tensor:
       float32 tensor of `shape`.
     """
     p = norm_order(p)
-    xi = check_non_negative(xi, "xi")
+    xi = check_budget(xi, "xi", p, max(int(np.prod(shape)), 1))
     stateless_seed = tf.constant([int(seed), 0], tf.int64)
     if p == np.inf:
         bits = tf.random.stateless_uniform(
@@ -151,7 +155,7 @@ def chessboard_perturbation(shape, xi: float, p, square: int) -> tf.Tensor:
 
     Args:
       shape: [H, W, C], e.g. [32, 32, 3].
-      xi: the norm, pixel units.
+      xi: the norm in [0, 1] pixel units (L2: at most sqrt of the size).
       p: 2 or np.inf (see `norm_order`).
       square: side of a square in pixels, >= 1.
 
@@ -159,9 +163,9 @@ def chessboard_perturbation(shape, xi: float, p, square: int) -> tf.Tensor:
       float32 tensor of `shape`; its top-left square is positive.
     """
     p = norm_order(p)
-    xi = check_non_negative(xi, "xi")
+    xi = check_budget(xi, "xi", p, max(int(np.prod(shape)), 1))
     if int(square) != square or square < 1:
-        raise ValueError(f"square must be an integer >= 1, got {square}.")
+        raise UserError(f"square must be an integer >= 1, got {square}.")
     height, width, channels = (int(n) for n in shape)
     rows = np.arange(height)[:, None] // int(square)
     cols = np.arange(width)[None, :] // int(square)

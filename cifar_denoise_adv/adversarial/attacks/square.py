@@ -14,8 +14,10 @@ import tensorflow as tf
 from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
 from cifar_denoise_adv.adversarial.attacks._checks import as_images
 from cifar_denoise_adv.adversarial.attacks._checks import as_labels
-from cifar_denoise_adv.adversarial.attacks._checks import check_non_negative
+from cifar_denoise_adv.adversarial.attacks._checks import check_budget
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
+from cifar_denoise_adv.adversarial.attacks.contract import check_model
+from cifar_denoise_adv.core.errors import UserError
 
 # The paper's schedule: the square's share of the image halves after these
 # iterations (their budget is 10,000 queries; a small budget only reaches
@@ -60,25 +62,30 @@ def square_attack(
     defense) is queried with one draw per query.
 
     Args:
-      model_fn: images -> logits [B, K]; only its outputs are used.
+      model_fn: images -> logits [B, K]; only its outputs are used (the
+        contract of `attacks.contract.check_model`).
       images: float32 [B, H, W, C] in [0, 1].
-      labels: int [B] true classes.
-      epsilon: L-inf budget >= 0, pixel units.
+      labels: int [B] true classes in 0..K-1.
+      epsilon: L-inf budget in [0, 1] pixel units (8/255, not 8).
       num_queries: model calls per image after the first, >= 1.
       p_init: the first squares' share of the image, in (0, 1].
       seed: seed of the random stripes, positions and signs.
 
     Returns:
       float32 [B, H, W, C] in [0, 1], within epsilon of `images` (L-inf).
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
     images = as_images(images)
-    labels = as_labels(labels, images.shape[0], "labels")
-    epsilon = check_non_negative(epsilon, "epsilon")
+    if images.shape.rank != 4:
+        raise UserError(f"images must be [B, H, W, C], got {images.shape}.")
+    model_fn, width = check_model(model_fn, images)
+    labels = as_labels(labels, images.shape[0], "labels", num_classes=width)
+    epsilon = check_budget(epsilon, "epsilon")
     num_queries = check_positive_int(num_queries, "num_queries")
     if not 0.0 < p_init <= 1.0:
-        raise ValueError(f"p_init must be in (0, 1], got {p_init}.")
-    if images.shape.rank != 4:
-        raise ValueError(f"images must be [B, H, W, C], got {images.shape}.")
+        raise UserError(f"p_init must be in (0, 1], got {p_init}.")
     rng = np.random.default_rng(seed)
     x = images.numpy()
     count, height, width, channels = x.shape

@@ -14,15 +14,21 @@ from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
 from cifar_denoise_adv.adversarial.attacks._checks import Progress
 from cifar_denoise_adv.adversarial.attacks._checks import as_images
 from cifar_denoise_adv.adversarial.attacks._checks import as_labels
-from cifar_denoise_adv.adversarial.attacks._checks import check_non_negative
+from cifar_denoise_adv.adversarial.attacks._checks import check_budget
+from cifar_denoise_adv.adversarial.attacks._checks import check_fraction
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
-from cifar_denoise_adv.adversarial.attacks.deepfool import deepfool
-from cifar_denoise_adv.adversarial.attacks.metrics import fooling_rate
-from cifar_denoise_adv.adversarial.attacks.metrics import predict_labels
+from cifar_denoise_adv.adversarial.attacks._checks import check_step
+from cifar_denoise_adv.adversarial.attacks._checks import values_per_image
+from cifar_denoise_adv.adversarial.attacks.contract import check_model
+from cifar_denoise_adv.adversarial.attacks.deepfool import check_deepfool_settings
+from cifar_denoise_adv.adversarial.attacks.deepfool import deepfool_unchecked
+from cifar_denoise_adv.adversarial.attacks.metrics import fooling_rate_unchecked
 from cifar_denoise_adv.adversarial.attacks.metrics import predict_shifted
+from cifar_denoise_adv.adversarial.attacks.metrics import predict_unchecked
 from cifar_denoise_adv.adversarial.attacks.norms import norm_order
 from cifar_denoise_adv.adversarial.attacks.norms import project
 from cifar_denoise_adv.adversarial.attacks.norms import project_lp
+from cifar_denoise_adv.core.errors import UserError
 
 
 class UniversalResult(NamedTuple):
@@ -49,14 +55,19 @@ def _history(rates: list[float], start: float) -> dict:
     }
 
 
-def _validate_universal(images, xi, p, batch_size):
+def _validate_universal(model_fn, images, xi, p, batch_size):
+    """The checked images, model (and its width K), xi, p and batch size."""
     images = as_images(images)
     if images.shape.rank != 4:
-        raise ValueError(f"images must be [N, H, W, C], got {images.shape}.")
+        raise UserError(f"images must be [N, H, W, C], got {images.shape}.")
+    p = norm_order(p)
+    model_fn, width = check_model(model_fn, images)
     return (
         images,
-        check_non_negative(xi, "xi"),
-        norm_order(p),
+        model_fn,
+        width,
+        check_budget(xi, "xi", p, values_per_image(images)),
+        p,
         check_positive_int(batch_size, "batch_size"),
     )
 
@@ -120,13 +131,15 @@ def universal_perturbation(
     check intends.
 
     Args:
-      model_fn: images -> logits [B, num_classes].
+      model_fn: images -> logits [B, num_classes] (the model contract of
+        `attacks.contract.check_model`).
       images: float32 [N, H, W, C] in [0, 1].
-      xi: radius of the lp ball, pixel units.
+      xi: radius of the lp ball in [0, 1] pixel units: at most 1 for L-inf
+        (10/255, not 10), at most sqrt(H * W * C) for L2.
       p: 2 or np.inf (see `norm_order`), the norm of the ball.
-      delta: stop once the fooling rate is >= 1 - delta, in [0, 1].
+      delta: stop once the fooling rate is >= 1 - delta, a fraction in [0, 1].
       max_passes: passes over the images at most >= 1.
-      overshoot: DeepFool's overshoot.
+      overshoot: DeepFool's overshoot, a fraction in [0, 1].
       max_iter_deepfool: DeepFool's max_iter.
       num_classes: width of the logits.
       seed: seed of the per-pass shuffles.
@@ -143,26 +156,24 @@ def universal_perturbation(
     Returns:
       UniversalResult(perturbation [H, W, C], history with the fooling rate
       after each pass, the passes done and the seconds taken).
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
-    images, xi, p, batch_size = _validate_universal(images, xi, p, batch_size)
-    if not 0.0 <= delta <= 1.0:
-        raise ValueError(f"delta must be in [0, 1], got {delta}.")
+    images, model_fn, width, xi, p, batch_size = _validate_universal(
+        model_fn, images, xi, p, batch_size
+    )
+    delta = check_fraction(delta, "delta")
     max_passes = check_positive_int(max_passes, "max_passes")
-    norm_order(deepfool_norm)
     num_candidates = num_classes if num_candidates is None else num_candidates
-    clean_labels = predict_labels(model_fn, images, batch_size).numpy()
+    settings = check_deepfool_settings(
+        num_classes, num_candidates, overshoot, max_iter_deepfool, deepfool_norm, width
+    )
+    clean_labels = predict_unchecked(model_fn, images, batch_size).numpy()
 
     def update(v, index):
         shifted = tf.clip_by_value(images[index : index + 1] + v, 0.0, 1.0)
-        result = deepfool(
-            model_fn,
-            shifted,
-            num_classes=num_classes,
-            num_candidates=num_candidates,
-            overshoot=overshoot,
-            max_iter=max_iter_deepfool,
-            norm=deepfool_norm,
-        )
+        result = deepfool_unchecked(model_fn, shifted, *settings)
         if not bool(result.success[0]):
             return v
         return project_lp(v + result.perturbation[0], xi, p)
@@ -178,7 +189,9 @@ def universal_perturbation(
         v = _universal_pass(
             model_fn, images, clean_labels, order, v, update, batch_size
         )
-        rates.append(fooling_rate(model_fn, images, v, batch_size, clean_labels))
+        rates.append(
+            fooling_rate_unchecked(model_fn, images, v, batch_size, clean_labels)
+        )
         _report(progress, len(rates), rates[-1], images.shape[0], pass_start, start)
         if rates[-1] > best_rate:
             best_v, best_rate = v, rates[-1]
@@ -268,19 +281,23 @@ def sgd_universal_perturbation(
     (step_size * sign(g)); L2 steps are normalised (step_size * g / ||g||_2).
 
     Args:
-      model_fn: images -> logits [B, K].
+      model_fn: images -> logits [B, K] (the model contract of
+        `attacks.contract.check_model`).
       images: float32 [N, H, W, C] in [0, 1].
-      xi: radius of the lp ball, pixel units.
+      xi: radius of the lp ball in [0, 1] pixel units: at most 1 for L-inf
+        (10/255, not 10), at most sqrt(H * W * C) for L2.
       p: 2 or np.inf (see `norm_order`).
-      step_size: size of each step > 0, pixel units (L-inf) or L2 length.
+      step_size: size of each step > 0 in pixel units, measured like xi:
+        the signed step (L-inf) or the step's L2 length.
       num_epochs: passes over the shuffled images >= 1.
       batch_size: images per step.
       seed: seed of the per-epoch shuffles.
       progress: optional callback, called once per epoch with
         {"pass", "fooling_rate", "images_per_s", "elapsed_s"}.
-      labels: optional int [N] classes whose loss is raised; default the clean
-        predictions.
-      loss_clamp: optional beta of the paper's clamped loss min(CE, beta).
+      labels: optional int [N] classes in 0..K-1 whose loss is raised;
+        default the clean predictions.
+      loss_clamp: optional beta > 0 of the paper's clamped loss min(CE, beta)
+        (cross-entropy units, nats).
       final_step_size: optional; if given, the step size decays from
         `step_size` to this value over all steps on a cosine (half period);
         by default it stays `step_size`.
@@ -292,22 +309,29 @@ def sgd_universal_perturbation(
       UniversalResult(perturbation [H, W, C], history with the fooling rate
       (vs the clean predictions) after each epoch, the epochs done as
       "passes" and the seconds taken).
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
     """
-    images, xi, p, batch_size = _validate_universal(images, xi, p, batch_size)
-    if not np.isfinite(step_size) or step_size <= 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}.")
+    images, model_fn, width, xi, p, batch_size = _validate_universal(
+        model_fn, images, xi, p, batch_size
+    )
+    size = values_per_image(images)
+    step_size = check_step(step_size, "step_size", p, size)
     num_epochs = check_positive_int(num_epochs, "num_epochs")
     num_draws = check_positive_int(num_draws, "num_draws")
-    if loss_clamp is not None and not loss_clamp > 0:
-        raise ValueError(f"loss_clamp must be > 0 or None, got {loss_clamp}.")
-    clean_labels = predict_labels(model_fn, images, batch_size)
+    if loss_clamp is not None and not (np.isfinite(loss_clamp) and loss_clamp > 0):
+        raise UserError(f"loss_clamp must be > 0 or None, got {loss_clamp}.")
+    clean_labels = predict_unchecked(model_fn, images, batch_size)
     targets = clean_labels if labels is None else labels
-    targets = as_labels(targets, images.shape[0], "labels")
-    if final_step_size is not None and not 0 < final_step_size <= step_size:
-        raise ValueError(
-            f"final_step_size must be in (0, step_size={step_size}], "
-            f"got {final_step_size}."
-        )
+    targets = as_labels(targets, images.shape[0], "labels", num_classes=width)
+    if final_step_size is not None:
+        final_step_size = check_step(final_step_size, "final_step_size", p, size)
+        if final_step_size > step_size:
+            raise UserError(
+                f"final_step_size must be in (0, step_size={step_size}], "
+                f"got {final_step_size}."
+            )
     clamp = None if loss_clamp is None else tf.constant(loss_clamp, tf.float32)
     xi_tensor = tf.constant(xi, tf.float32)
     steps_per_epoch = -(-images.shape[0] // batch_size)
@@ -334,6 +358,8 @@ def sgd_universal_perturbation(
                 clamp,
                 num_draws,
             )
-        rates.append(fooling_rate(model_fn, images, v, batch_size, clean_labels))
+        rates.append(
+            fooling_rate_unchecked(model_fn, images, v, batch_size, clean_labels)
+        )
         _report(progress, epoch, rates[-1], images.shape[0], epoch_start, start)
     return UniversalResult(v, _history(rates, start))

@@ -310,10 +310,12 @@ def details_section(study: dict) -> list:
         step = steps[entry["step"]]
         seconds = step["record"].get("seconds")
         # A step may have reused work of earlier invocations (the sweep's
-        # runs): its result's own compute_seconds then exceeds the step's.
-        computed = step["metrics"].get("compute_seconds")
-        if computed is not None and computed > (seconds or 0.0):
-            seconds = computed
+        # runs, a resumed training run's earlier epochs): its result's own
+        # compute or training seconds then exceed the step's last piece.
+        for key in ("compute_seconds", "train_seconds_total"):
+            computed = step["metrics"].get(key)
+            if computed is not None and computed > (seconds or 0.0):
+                seconds = computed
         total += seconds or 0.0
         rows.append(
             [

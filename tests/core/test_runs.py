@@ -1,0 +1,147 @@
+import json
+import os
+import pathlib
+import select
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import runs
+from cifar_denoise_adv.core.errors import UserError
+from cifar_denoise_adv.denoising.noise_job import NoiseConfig
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _config(run_dir, **changes):
+    return NoiseConfig(run_dir=str(run_dir), data_dir="/data/cifar", **changes)
+
+
+def _finish(config, made=("metrics.json",)):
+    with runs.claim(config, "noise") as run_dir:
+        for name in made:
+            pathlib.Path(run_dir, name).write_text(name)
+
+
+def _record(run_dir):
+    return json.loads((pathlib.Path(run_dir) / runs.RUN_FILE).read_text())
+
+
+def test_a_run_records_its_settings_what_it_made_and_what_was_there(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    config = _config(tmp_path, sigma=0.1)
+    with runs.claim(config, "noise"):
+        running = _record(tmp_path)
+        (tmp_path / "metrics.json").write_text("{}")
+    assert running["state"] == "running" and running["pid"] == os.getpid()
+    assert running["settings"]["sigma"] == 0.1
+    assert "run_dir" not in running["settings"]  # where it runs is no setting
+    assert running["settings"]["data_dir"] == "/data/cifar"
+    done = _record(tmp_path)
+    assert done["state"] == "done"
+    assert done["foreign"] == ["notes.txt"] and done["made"] == ["metrics.json"]
+
+
+def test_other_settings_are_refused_with_each_difference(tmp_path):
+    _finish(_config(tmp_path, sigma=0.1, target_psnr=20.0))
+    with pytest.raises(UserError) as error:
+        _finish(_config(tmp_path, sigma=0.2, target_psnr=25.0))
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"--run_dir={tmp_path}: holds a noise run")
+    assert "--sigma 0.1 -> 0.2" in message and "--target_psnr 20.0 -> 25.0" in message
+    assert "--overwrite" in message
+    # The same settings go on in the same folder.
+    _finish(_config(tmp_path, sigma=0.1, target_psnr=20.0, num_examples=3))
+
+
+def test_a_run_of_another_app_is_refused(tmp_path):
+    _finish(_config(tmp_path))
+    refused = pytest.raises(UserError, match="holds a run of the noise app, not of")
+    with refused, runs.claim(_config(tmp_path), "denoise"):
+        pass
+
+
+def test_overwrite_removes_only_what_the_earlier_run_made(tmp_path):
+    (tmp_path / "notes.txt").write_bytes(b"\x00mine")
+    _finish(_config(tmp_path, sigma=0.1), made=("metrics.json", "figure.png"))
+    (tmp_path / "later.txt").write_text("added after the run")
+    _finish(_config(tmp_path, sigma=0.2, overwrite=True), made=("other.png",))
+    names = sorted(os.listdir(tmp_path))
+    assert names == sorted(
+        ["notes.txt", "later.txt", "other.png", runs.RUN_FILE, runs.LOCK_FILE]
+    )
+    assert (tmp_path / "notes.txt").read_bytes() == b"\x00mine"
+    assert _record(tmp_path)["settings"]["sigma"] == 0.2
+
+
+def test_overwrite_of_an_interrupted_run_removes_what_appeared_since(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    interrupted = pytest.raises(KeyboardInterrupt)
+    with interrupted, runs.claim(_config(tmp_path, sigma=0.1), "noise"):
+        (tmp_path / "backup").mkdir()
+        (tmp_path / "backup" / "weights.h5").write_text("w")
+        raise KeyboardInterrupt
+    assert _record(tmp_path)["state"] == "running"
+    _finish(_config(tmp_path, sigma=0.2, overwrite=True), made=())
+    assert not (tmp_path / "backup").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_of_before_run_json_is_judged_by_its_flags_cfg(tmp_path):
+    outputs.write_flagfile(_config(tmp_path, sigma=0.1), "noise")
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"--sigma 0.1 -> 0.3"):
+        _finish(_config(tmp_path, sigma=0.3))
+    _finish(_config(tmp_path, sigma=0.3, overwrite=True), made=())
+    assert not (tmp_path / "backup").exists() and (tmp_path / "notes.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "run_dir",
+    ["/proc/cifar_denoise_adv_run", "/sys/cifar_denoise_adv_run", "/proc/self"],
+)
+def test_a_run_dir_that_cannot_be_written_is_one_line(run_dir):
+    with pytest.raises(UserError, match=f"^--run_dir={run_dir}: cannot make or write"):
+        outputs.make_run_dir(run_dir)
+
+
+def test_a_run_dir_below_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="--run_dir=.*file/run: cannot make or write"):
+        outputs.make_run_dir(str(tmp_path / "file" / "run"))
+
+
+def test_a_second_process_is_refused_while_the_first_holds_the_folder(tmp_path):
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from cifar_denoise_adv.core import runs
+        with runs.hold({str(tmp_path)!r}):
+            print("held", flush=True)
+            time.sleep(120)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "the holding process did not start within 60 s"
+        assert process.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match="in use by a running"):
+            _finish(_config(tmp_path))
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    # The OS released the lock with the process: the folder is free again.
+    _finish(_config(tmp_path))
+    assert _record(tmp_path)["state"] == "done"
