@@ -251,11 +251,8 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
             "denoiser": config.denoiser,
             "denoiser_metrics_sha256": loading.run_digest(config.denoiser),
             "pipelines": {p.name: _describe(p, sigmas, tta) for p in pipelines},
-            "images": {
-                "test": len(images),
-                "universal_train": len(train_images),
-                "per_row": "each row's 'images': the first N of the test images",
-            },
+            "images": {"test": len(images), "universal_train": len(train_images)},
+            "row_images": "each row's 'images' are the first N of the test images",
             "noisy_sigma": sigmas["noisy"],
             "randomised_sigma": sigmas["randomised"] or None,
             "threat_models": evaluation.THREAT_MODELS,
