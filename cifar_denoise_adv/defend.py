@@ -2,7 +2,7 @@
 
 Usage:
   python -m cifar_denoise_adv.defend --flagfile=flags/defend.cfg \
-      --classifier=runs/classifier_cpu --denoiser=runs/resnet_cpu \
+      --classifier=runs/classifier_cpu --denoiser=runs/resnet \
       --data_dir=path/to/cifar-10-batches-py
 
 Builds defended(x) = classifier(denoiser(x)) from a `classify` run and a
