@@ -121,6 +121,14 @@ class ClassifyConfig(training.TrainingConfig):
         low=0,
         high=32,
     )
+    cutmix: float = setting(
+        0.0,
+        "Chance that a training batch is mixed by CutMix (Yun et al. 2019): a "
+        "box of each image from the next one, labels mixed by area (0: none).",
+        unit=config_lib.FRACTION,
+        low=0.0,
+        high=1.0,
+    )
     tta: int = setting(
         2,
         "Test-time augmentation built into the exported model: 0 none, 1 "
@@ -207,11 +215,17 @@ def _pipelines(config: ClassifyConfig, setup: training.RunStart):
         augment=config.augment,
         translate=config.translate,
         cutout=config.cutout,
+        cutmix=config.cutmix,
+        one_hot=data.NUM_CLASSES,
     )
     validation = None
     if setup.validation_set is not None:
         validation = pipelines.labelled_batches(
-            setup.validation_set, batch_size=256, seed=0, training=False
+            setup.validation_set,
+            batch_size=256,
+            seed=0,
+            training=False,
+            one_hot=data.NUM_CLASSES,
         )
     augmented, _ = next(iter(train))
     summaries.write(
@@ -275,7 +289,8 @@ def _build(config: ClassifyConfig, setup: training.RunStart) -> keras.Model:
             weight_decay=config.weight_decay,
         ),
         loss=classifier.SparseSmoothedCrossentropy(config.label_smoothing),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # The pipelines give one-hot labels (CutMix mixes them).
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=config.jit_compile,
     )
     return model

@@ -190,6 +190,7 @@ def _replay_cases(root):
                 cutout=8,
                 tta=1,
                 depth=3,
+                cutmix=0.5,
             ),
         ),
         "targeted": (

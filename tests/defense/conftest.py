@@ -6,6 +6,7 @@ import keras
 import pytest
 
 from cifar_denoise_adv.adversarial import classifier
+from cifar_denoise_adv.core import export
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.denoising import models
 from tests.conftest import write_cifar
@@ -14,7 +15,7 @@ from tests.conftest import write_cifar
 def save_run(folder, model, metrics=None):
     """A run folder as the training apps leave it: model.keras, metrics.json."""
     folder.mkdir(parents=True, exist_ok=True)
-    training.save_keras(model, str(folder / training.KERAS_FILE))
+    export.save_keras(model, str(folder / training.KERAS_FILE))
     if metrics is not None:
         (folder / "metrics.json").write_text(json.dumps(metrics))
     return str(folder)

@@ -154,7 +154,9 @@ def test_flags_cfg_replays_the_run(defend_run, tiny_runs):
 def test_the_exported_pipeline_serves_logits(defend_run):
     run_dir, _, _ = defend_run
     served = tf.saved_model.load(str(run_dir / "saved_model"))
-    logits = served.serve(tf.zeros((2, 32, 32, 3))).numpy()
+    signature = served.signatures["serving_default"]
+    # Named like every classifier's export: images -> logits.
+    logits = signature(images=tf.zeros((2, 32, 32, 3)))["logits"].numpy()
     assert logits.shape == (2, 10)
 
 

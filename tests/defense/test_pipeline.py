@@ -67,7 +67,7 @@ def test_export_reloads_to_the_same_outputs(models, tmp_path, sigma):
     reloaded = tf.saved_model.load(str(tmp_path / "saved"))
     if sigma == 0:
         np.testing.assert_allclose(
-            reloaded.serve(tf.constant(sample)).numpy(),
+            reloaded.serve(tf.constant(sample))["logits"].numpy(),
             defended(sample).numpy(),
             atol=1e-4,
         )

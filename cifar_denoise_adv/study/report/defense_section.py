@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cifar_denoise_adv.study.report.references import NOT_REPORTED
+from cifar_denoise_adv.study.report.text import duration
 from cifar_denoise_adv.study.report.text import figures
-from cifar_denoise_adv.study.report.text import minutes
 from cifar_denoise_adv.study.report.text import percent
 
 # Accuracy differences within this many points are "no change" in the
@@ -211,8 +211,8 @@ def defense_section(step: dict) -> list:
             f"perturbation (sgd) at {_budget(c['universal_xi'])} computed on "
             f"{m['images']['universal_train']} training images. EOT: "
             f"{c['eot_draws']} noise draws per gradient step; randomised accuracy "
-            f"averaged over {c['eval_draws']} draws. {minutes(m['compute_seconds'])} "
-            "minutes of attacks.",
+            f"averaged over {c['eval_draws']} draws. "
+            f"{duration(m['compute_seconds'])} of attacks.",
         ),
         ("list", [f"{name}: {text}" for name, text in m["threat_models"].items()]),
         ("h3", "What the defense does and does not buy"),
