@@ -274,3 +274,19 @@ def test_html_escapes_text_and_marks_missing_figures(tmp_path):
     assert '<p class="missing">figure missing: none.png</p>' in page
     assert '<td class="number">1%</td>' in page
     assert "<title>T &lt;1&gt;</title>" in page
+
+
+def test_a_classifier_trained_without_a_validation_split_says_so():
+    steps = _steps()
+    metrics = steps["classifier"]["metrics"]
+    metrics["images"] = {"train": 5085, "validation": 0, "test": 768}
+    del metrics["validation_accuracy"]
+    _, (_, _, rows) = sections.headline(steps, {})
+    row = next(r for r in rows if r[0].startswith("classifier accuracy"))
+    assert row == [
+        "classifier accuracy on 768 test images (validation 0, training 5085)",
+        "76.30% (n/a, 99.80%)",
+        "not reported",
+        "no validation split: this run trains on every training image, with a "
+        "recipe chosen on a split (its flag file says where)",
+    ]
