@@ -82,6 +82,22 @@ def test_reference_notes_agree_or_say_why():
     assert "budget: linf xi = 10/255" in references.universal_reference_note(
         universal, None
     )
+    # Attacks on the network without the exported TTA say which accuracy.
+    classifier = {
+        "test_accuracy": 0.8281,
+        "test_accuracy_without_tta": 0.8086,
+        "epochs": 60,
+        "images": {"train": 5085},
+    }
+    universal["classifier_tta"] = {"exported": 2, "used": 0}
+    assert (
+        "classifier: ours has 82.81% test accuracy (the attacked network, without "
+        "its test-time augmentation: 80.86%), trained 60 epochs on 5085 images"
+    ) in references.universal_reference_note(universal, classifier)
+    universal["classifier_tta"] = {"exported": 2, "used": 2}
+    assert (
+        "classifier: ours has 82.81% test accuracy, trained 60 epochs"
+    ) in references.universal_reference_note(universal, classifier)
 
 
 def test_sweep_table_and_minutes_count_reused_runs():
@@ -327,7 +343,7 @@ def _classifier_step(**config):
                 "seed": 0,
                 **config,
             },
-        }
+        },
     }
 
 

@@ -125,10 +125,18 @@ def universal_reference_note(metrics: dict, classifier: dict | None) -> str:
             f"method: {metrics['method']} (the reference algorithm is DeepFool-based)"
         )
     if classifier:
+        attacked = ""
+        tta = metrics.get("classifier_tta") or {}
+        if tta.get("used") == 0 and tta.get("exported", 0) > 0:
+            attacked = (
+                " (the attacked network, without its test-time augmentation: "
+                f"{percent(classifier.get('test_accuracy_without_tta'))})"
+            )
         reasons.append(
             "classifier: ours has "
-            f"{percent(classifier['test_accuracy'])} test accuracy, trained "
-            f"{classifier['epochs']} epochs on {classifier['images']['train']} images"
+            f"{percent(classifier['test_accuracy'])} test accuracy{attacked}, "
+            f"trained {classifier['epochs']} epochs on "
+            f"{classifier['images']['train']} images"
         )
     reasons += data_reason(metrics["images"])
     # The reference rate is measured on the images v was computed on.
