@@ -6,7 +6,8 @@ where every job starts:
 - it makes `--run_dir` (one line when it cannot: below a file, under /proc,
   not writable) and takes an OS file lock on `run_dir/.lock`, which the OS
   releases when the process ends however it ends, so a second process is
-  refused while a live run holds the folder;
+  refused while a live run holds the folder; the lock file, and the folder
+  when empty, are removed again by the run that made them;
 - it compares the settings that determine the result
   (`config_lib.identity`: data folder included; not the run folder,
   figures or verbosity) with those the folder's earlier run recorded in
@@ -56,12 +57,20 @@ _EARLIER_OUTPUTS = frozenset(
 def hold(folder: str, flag: str = "run_dir") -> Iterator[str]:
     """Makes `folder` and holds its OS lock; yields its absolute path.
 
+    On leaving, the lock file is removed if this call made it (a lock file
+    that was there before stays), and so are the folder and its parents if
+    this call made them and they are still empty: a refused or failed run
+    leaves no trace of its own.
+
     Raises:
       UserError: naming `--flag`, when the folder cannot be made or written,
         or another live process holds it.
     """
+    made = _missing_folders(folder)
     path = outputs.make_run_dir(folder, flag)
-    lock = filelock.FileLock(os.path.join(path, LOCK_FILE))
+    lock_path = os.path.join(path, LOCK_FILE)
+    own_lock_file = not os.path.lexists(lock_path)
+    lock = filelock.FileLock(lock_path)
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
@@ -76,7 +85,30 @@ def hold(folder: str, flag: str = "run_dir") -> Iterator[str]:
     try:
         yield path
     finally:
+        if own_lock_file:
+            # Removed while still held: a process that opened the old file
+            # finds it unlinked once it gets the lock, and tries again.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(lock_path)
         lock.release()
+        for made_folder in made:  # deepest first; stops at the first non-empty
+            try:
+                os.rmdir(made_folder)
+            except OSError:
+                break
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """The folders `make_run_dir(folder)` would make, deepest first."""
+    missing = []
+    path = os.path.abspath(os.path.expanduser(folder)) if folder else ""
+    while path and not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
 
 
 @contextlib.contextmanager

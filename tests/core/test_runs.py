@@ -71,9 +71,7 @@ def test_overwrite_removes_only_what_the_earlier_run_made(tmp_path):
     (tmp_path / "later.txt").write_text("added after the run")
     _finish(_config(tmp_path, sigma=0.2, overwrite=True), made=("other.png",))
     names = sorted(os.listdir(tmp_path))
-    assert names == sorted(
-        ["notes.txt", "later.txt", "other.png", runs.RUN_FILE, runs.LOCK_FILE]
-    )
+    assert names == sorted(["notes.txt", "later.txt", "other.png", runs.RUN_FILE])
     assert (tmp_path / "notes.txt").read_bytes() == b"\x00mine"
     assert _record(tmp_path)["settings"]["sigma"] == 0.2
 
@@ -99,6 +97,23 @@ def test_a_folder_of_before_run_json_is_judged_by_its_flags_cfg(tmp_path):
         _finish(_config(tmp_path, sigma=0.3))
     _finish(_config(tmp_path, sigma=0.3, overwrite=True), made=())
     assert not (tmp_path / "backup").exists() and (tmp_path / "notes.txt").exists()
+
+
+def test_hold_removes_only_the_lock_file_and_folders_it_made(tmp_path):
+    folder = tmp_path / "made" / "here"
+    with runs.hold(str(folder)) as path:
+        assert os.listdir(path) == [runs.LOCK_FILE]
+    assert not (tmp_path / "made").exists()
+    (tmp_path / "kept").mkdir()
+    refused = pytest.raises(UserError, match="refused")
+    with refused, runs.hold(str(tmp_path / "kept")):
+        raise UserError("--study_dir: refused")
+    assert os.listdir(tmp_path / "kept") == []
+    # A lock file that was there before (a user's, an older version's) stays.
+    (tmp_path / "kept" / runs.LOCK_FILE).write_text("")
+    with runs.hold(str(tmp_path / "kept")):
+        pass
+    assert os.listdir(tmp_path / "kept") == [runs.LOCK_FILE]
 
 
 @pytest.mark.parametrize(
