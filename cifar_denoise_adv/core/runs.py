@@ -30,9 +30,11 @@ A run folder must describe the model inside it. Every job runs as
 Files that were in the folder before a run began (a user's notes, the
 study's step record) are listed in run.json as `foreign` and are never
 removed. What a run made: for a finished run, the files it listed; for an
-interrupted one, whatever appeared in the folder since it began. The
-lock file, and the folder when empty, are removed again by the run that
-made them.
+interrupted one, whatever appeared in the folder since it began. A run
+that fails having made nothing takes its run.json (and the folder and
+lock file, when it made them) away again; a run.json of a process that
+died having made nothing (killed early, or an older version) is taken
+over by the next run, which says so in one line.
 """
 
 from __future__ import annotations
@@ -147,7 +149,14 @@ class Claim:
           The run folder's absolute path.
         """
         previous = self._previous
-        if previous is not None and self._config.overwrite:
+        if previous is not None and previous.get("abandoned"):
+            self._log(
+                f"--run_dir={self._config.run_dir}: the {previous.get('app')} run "
+                f"recorded there (started {previous.get('started', '?')}) ended "
+                "without making anything; this run takes its place"
+            )
+            previous = None
+        elif previous is not None and self._config.overwrite:
             _remove_made(self.run_dir, previous)
             previous = None
         self._previous = previous
@@ -173,6 +182,14 @@ class Claim:
         del record["pid"]
         outputs.write_json(os.path.join(self.run_dir, RUN_FILE), record)
 
+    def _fail(self) -> None:
+        """A fresh run that failed having made nothing leaves no run.json."""
+        if not self.begun or self._previous is not None:
+            return
+        if not _entries(self.run_dir) - set(self._record["foreign"]):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.run_dir, RUN_FILE))
+
 
 def _settings(config) -> dict:
     return outputs.normalized(config_lib.identity(config))
@@ -194,7 +211,8 @@ def claim(
     Args:
       config: a resolved job config with `run_dir` and `overwrite`.
       app: the app's name, recorded with the settings.
-      log: receives the lines the guard says.
+      log: receives the line said when a run.json of a dead run that made
+        nothing is taken over.
       same_settings: False for a job that checks what it reuses itself (the
         fooling-rate sweep, whose every (method, xi) run is a guarded run of
         its own): other settings are then allowed.
@@ -211,10 +229,22 @@ def claim(
     """
     with hold(config.run_dir) as run_dir:
         previous = _earlier_run(run_dir, type(config))
-        if previous is not None and same_settings and not config.overwrite:
+        if previous is not None and previous.get("state") == "running":
+            # We hold the lock: the process that wrote it is gone.
+            previous["abandoned"] = not _made(run_dir, previous)
+        if (
+            previous is not None
+            and not previous.get("abandoned")
+            and same_settings
+            and not config.overwrite
+        ):
             _refuse_other_settings(config.run_dir, previous, app, _settings(config))
         held = Claim(config, app, run_dir, previous, log)
-        yield held
+        try:
+            yield held
+        except BaseException:
+            held._fail()
+            raise
         if not held.begun:
             raise RuntimeError(f"the {app} job never called Claim.begin")
         held._finish()

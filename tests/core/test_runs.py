@@ -116,6 +116,51 @@ def test_a_failed_input_check_leaves_the_run_overwrite_would_replace(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", "other.png", runs.RUN_FILE]
 
 
+def test_a_fresh_run_that_fails_leaves_no_trace(tmp_path):
+    new_folder = tmp_path / "new" / "run"
+    with pytest.raises(UserError), runs.claim(_config(new_folder), "noise"):
+        raise UserError("--data_dir=/nowhere: no such file or folder.")
+    assert os.listdir(tmp_path) == []
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError), runs.claim(_config(users), "noise") as held:
+        held.begin()
+        raise RuntimeError("failed before making anything")
+    assert folder_snapshot(users) == {"notes.txt": b"mine"}
+    # So the corrected command needs no --overwrite.
+    _finish(_config(users, sigma=0.3))
+    assert _record(users)["foreign"] == ["notes.txt"]
+
+
+def test_a_dead_runs_record_of_nothing_made_is_taken_over_in_one_line(tmp_path):
+    # What a run killed before its first output, or a failed first check of
+    # an older version, left: run.json "running", its process gone.
+    (tmp_path / "notes.txt").write_text("mine")
+    outputs.write_json(
+        str(tmp_path / runs.RUN_FILE),
+        {
+            "app": "universal",
+            "settings": {"classifier": "/runs/denoiser"},
+            "state": "running",
+            "started": "2026-12-01 02:29:06",
+            "pid": 2**22 + 1,
+            "foreign": ["notes.txt"],
+        },
+    )
+    logged = []
+    _finish(_config(tmp_path, sigma=0.2), log=logged.append)
+    assert logged == [
+        f"--run_dir={tmp_path}: the universal run recorded there (started "
+        "2026-12-01 02:29:06) ended without making anything; this run takes its "
+        "place"
+    ]
+    record = _record(tmp_path)
+    assert record["app"] == "noise" and record["state"] == "done"
+    assert record["foreign"] == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_a_dead_run_that_made_files_is_still_refused(tmp_path):
     interrupted = pytest.raises(KeyboardInterrupt)
     with interrupted, runs.claim(_config(tmp_path, sigma=0.1), "noise") as held:
