@@ -359,4 +359,6 @@ def _lineage(init_from: str) -> dict | None:
 
 def _previous_metrics(run_dir: str) -> dict:
     path = os.path.join(run_dir, "metrics.json")
-    return outputs.read_json(path) if os.path.exists(path) else {}
+    if not os.path.exists(path):
+        return {}
+    return outputs.read_json(path, "the metrics.json of a denoise run (--init_from)")
