@@ -130,3 +130,19 @@ def tensorboard_events(folder):
                         continue
                     found.setdefault(value.tag, []).append((event.step, item))
     return found
+
+
+def folder_snapshot(folder):
+    """{path below `folder`: file bytes, or None for a folder}, of everything.
+
+    Two equal snapshots: nothing was added, removed or rewritten.
+    """
+    found = {}
+    for parent, folders, files in os.walk(folder):
+        for name in folders:
+            found[os.path.relpath(os.path.join(parent, name), folder)] = None
+        for name in files:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = f.read()
+    return found

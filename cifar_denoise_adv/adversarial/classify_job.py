@@ -143,15 +143,15 @@ class ClassifyConfig(training.TrainingConfig):
             super().validate()
 
 
-@runs.guarded("classify")
 def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dict:
     """Trains (or resumes) the classifier and evaluates it on the test set.
 
     The per-epoch validation (history `val_*`, TensorBoard) is on
     --validation_images held-out training images; the test images are
-    evaluated once, at the end. Writes into run_dir: metrics.json (train,
-    validation, test and per-class accuracy, confusion matrix, timing,
-    versions), flags.cfg, confusion_matrix.png,
+    evaluated once, at the end. The data is read and checked before
+    anything in run_dir changes (`runs.claim`). Writes into run_dir:
+    metrics.json (train, validation, test and per-class accuracy, confusion
+    matrix, timing, versions), flags.cfg, confusion_matrix.png,
     predictions.npz (test logits and labels), model.keras, saved_model/,
     tb/ and backup/.
 
@@ -160,7 +160,14 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
     """
     start = time.time()
     config = config_lib.resolve(config)
-    setup = training.start_run(config, log)
+    with runs.claim(config, "classify", log) as held:
+        setup = training.start_run(config)
+        held.begin()
+        return _train(config, training.resume(setup, config, log), start, log, verbose)
+
+
+def _train(config, setup: training.RunStart, start: float, log, verbose) -> dict:
+    """Trains, exports, evaluates and writes the run folder (after `begin`)."""
     train, validation = _pipelines(config, setup)
     with precision.precision_scope(config.precision), setup.strategy.scope():
         network = _build(config, setup)

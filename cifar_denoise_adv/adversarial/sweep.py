@@ -76,9 +76,6 @@ def _defining(config: UniversalConfig) -> dict:
     return {k: v for k, v in fields.items() if k not in _METHOD_FIELDS[other]}
 
 
-# Each (method, xi) run checks its own settings, so the sweep's folder
-# accepts a changed grid or method settings and reuses what still matches.
-@runs.guarded("universal", same_settings=False)
 def sweep(
     config: UniversalConfig,
     log=lambda message: None,
@@ -91,12 +88,23 @@ def sweep(
     Reports, per method, the xi at which the training-set rate reaches
     `level` (interpolated on the grid; None if the grid never reaches it).
     Writes sweep.json, sweep.png, flags.cfg and tb/ (the rates against xi)
-    into run_dir.
+    into run_dir. The classifier and the data are read and checked once,
+    before anything in run_dir changes (`runs.claim`), and serve every
+    (method, xi) run.
 
     Returns:
       The results written to sweep.json.
     """
     config = config_lib.resolve(config)
+    # Each (method, xi) run checks its own settings, so the sweep's folder
+    # accepts a changed grid or method settings and reuses what still matches.
+    with runs.claim(config, "universal", log, same_settings=False) as held:
+        inputs = universal_job.load_inputs(config, log)
+        held.begin()
+        return _sweep(config, inputs, level, log)
+
+
+def _sweep(config: UniversalConfig, inputs: dict, level: float, log) -> dict:
     xis = sorted(config.sweep_xi)
     identity = {
         "classifier": config.classifier,
@@ -105,7 +113,7 @@ def sweep(
     }
     results = {"xi": list(xis), "norm": config.norm, "level": level}
     for method in METHODS:
-        rows = [_sub_run(config, method, xi, identity, log) for xi in xis]
+        rows = [_sub_run(config, method, xi, identity, inputs, log) for xi in xis]
         train_rates = [m["fooling_rate_train"] for m in rows]
         results[method] = {
             "train": train_rates,
@@ -131,7 +139,7 @@ def sweep(
     return results
 
 
-def _sub_run(config: UniversalConfig, method: str, xi: float, identity, log) -> dict:
+def _sub_run(config, method: str, xi: float, identity, inputs, log) -> dict:
     """The (method, xi) run's metrics: reused if finished, else computed."""
     sub_dir = os.path.join(config.run_dir, f"{method}_xi{xi * 255:.1f}")
     # The sub-folder is the sweep's own: a run there that cannot be reused
@@ -144,7 +152,7 @@ def _sub_run(config: UniversalConfig, method: str, xi: float, identity, log) -> 
         log(f"sweep: {method} at xi {xi * 255:.1f}/255: done before, reused")
         return metrics
     log(f"sweep: {method} at xi {xi * 255:.1f}/255")
-    return universal_job.run(sub_config, log)
+    return universal_job.run_on(sub_config, inputs, log)
 
 
 def _tensorboard(run_dir: str, results: dict) -> None:

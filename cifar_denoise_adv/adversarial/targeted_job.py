@@ -169,21 +169,29 @@ def _summary(values: np.ndarray) -> dict:
     }
 
 
-@runs.guarded("targeted")
 def run(config: TargetedConfig, log=lambda message: None) -> dict:
     """Attacks the chosen test images; writes figures, tb/ and metrics.json.
 
-    tb/ holds the rates and the mean PSNR as scalars and the examples as
-    original | perturbed | perturbation grids; a line (and metrics.json's
-    "warnings") says when the classifier is right on fewer than half of the
-    images.
+    The classifier, the data, the images and the targets are read and
+    checked before anything in run_dir changes (`runs.claim`). tb/ holds
+    the rates and the mean PSNR as scalars and the examples as original |
+    perturbed | perturbation grids; a line (and metrics.json's "warnings")
+    says when the classifier is right on fewer than half of the images.
 
     Returns:
       The record written to metrics.json.
     """
     start = time.time()
     config = config_lib.resolve(config)
-    model, tta = classifier.load_attacked(config, log)
+    with runs.claim(config, "targeted", log) as held:
+        model, tta = classifier.load_attacked(config, log)
+        chosen = _choose(config, model, log)
+        held.begin()
+        return _attack_and_record(config, model, tta, chosen, start, log)
+
+
+def _choose(config: TargetedConfig, model, log) -> dict:
+    """The test images to attack, their targets, and the clean accuracy."""
     all_images, all_labels = data.load_arrays("test", config.data_dir or None)
     all_logits = model.predict(all_images, batch_size=256, verbose=0)
     indices = choose_images(config, all_logits.argmax(1), all_labels)
@@ -206,6 +214,21 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
     )
     for warning in warnings:
         log(f"warning: {warning}")
+    return {
+        "indices": indices,
+        "images": images,
+        "labels": labels,
+        "logits": logits,
+        "targets": targets,
+        "accuracy": accuracy,
+        "warnings": warnings,
+    }
+
+
+def _attack_and_record(config, model, tta, chosen, start, log) -> dict:
+    """Runs the attack, then writes tb/, the figures and the record."""
+    indices, images, labels = chosen["indices"], chosen["images"], chosen["labels"]
+    targets, accuracy = chosen["targets"], chosen["accuracy"]
     attack_start = time.perf_counter()
     adversarial = attack(config, model, images, targets)
     attack_seconds = time.perf_counter() - attack_start
@@ -222,7 +245,14 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
         },
     )
     _figures(
-        config, indices, images, adversarial, labels, targets, logits, logits_after
+        config,
+        indices,
+        images,
+        adversarial,
+        labels,
+        targets,
+        chosen["logits"],
+        logits_after,
     )
     record = outputs.write_record(
         config,
@@ -238,7 +268,7 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
             ),
             "clean_accuracy_on_chosen": accuracy["chosen"],
             "clean_accuracy_all_test": accuracy["all_test"],
-            "warnings": warnings,
+            "warnings": chosen["warnings"],
             **measured,
             "perturbation_figure_scale": _scale(config),
             "attack_seconds": attack_seconds,

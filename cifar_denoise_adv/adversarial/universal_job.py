@@ -208,28 +208,63 @@ def classifier_digest(classifier_dir: str) -> str | None:
 def run(config: UniversalConfig, log=lambda message: None) -> dict:
     """Computes v, measures fooling rates, writes v, figures, tb/, metrics.json.
 
-    With `sweep_xi`, runs the sweep instead (`sweep.sweep`).
+    With `sweep_xi`, runs the sweep instead (`sweep.sweep`). The classifier
+    and the data are read and checked before anything in run_dir changes
+    (`runs.claim`).
 
     Returns:
       The record written to metrics.json (sweep.json for a sweep).
     """
+    start = time.time()
     config = config_lib.resolve(config)
     if config.sweep_xi:
         from cifar_denoise_adv.adversarial import sweep  # imports this module
 
         return sweep.sweep(config, log)
-    return _one_perturbation(config, log)
+    with runs.claim(config, "universal", log) as held:
+        inputs = load_inputs(config, log)
+        held.begin()
+        return _one_perturbation(config, inputs, start, log)
 
 
-@runs.guarded("universal")
-def _one_perturbation(config: UniversalConfig, log) -> dict:
+def run_on(config: UniversalConfig, inputs: dict, log) -> dict:
+    """`run` on a classifier and data loaded already (`load_inputs`: the sweep's)."""
     start = time.time()
+    with runs.claim(config, "universal", log) as held:
+        held.begin()
+        return _one_perturbation(config, inputs, start, log)
+
+
+def load_inputs(config: UniversalConfig, log) -> dict:
+    """The attacked classifier and the images, read and checked.
+
+    Returns:
+      {"model", "tta", "train_x", "train_y", "test_x", "test_y"}.
+
+    Raises:
+      UserError: one line, for a --classifier that is not a CIFAR-10
+        classifier or data that cannot be read.
+    """
     model, tta = classifier.load_attacked(config, log)
     data_dir = config.data_dir or None
     train_x, train_y = data.load_arrays(
         "train", data_dir, config.max_train_images or None
     )
     test_x, test_y = data.load_arrays("test", data_dir, config.max_test_images or None)
+    return {
+        "model": model,
+        "tta": tta,
+        "train_x": train_x,
+        "train_y": train_y,
+        "test_x": test_x,
+        "test_y": test_y,
+    }
+
+
+def _one_perturbation(config: UniversalConfig, inputs: dict, start, log) -> dict:
+    model, tta = inputs["model"], inputs["tta"]
+    train_x, train_y = inputs["train_x"], inputs["train_y"]
+    test_x, test_y = inputs["test_x"], inputs["test_y"]
     log(
         f"{config.method} UAP, {config.norm} xi = {config.xi * 255:.1f}/255, "
         f"{len(train_x)} training images, {len(test_x)} test images"

@@ -17,6 +17,7 @@ import os
 import platform
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 
 import numpy as np
@@ -118,13 +119,38 @@ def write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-def read_json(path: str) -> dict:
-    """Reads a JSON file, with an error naming the file if it is unreadable."""
+_JSON_KINDS = {list: "an array", str: "a string", bool: "true or false"}
+
+
+def read_json(path: str, expected: str = "a JSON object") -> dict:
+    """Reads a JSON file holding an object (a dict).
+
+    Args:
+      path: the file.
+      expected: what it should be, for the error (e.g. "the metrics.json of
+        a denoise run").
+
+    Raises:
+      UserError: one line naming the file and its fault: unreadable, not
+        UTF-8 JSON text, or JSON that is not an object.
+    """
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: cannot read it as JSON ({error}).") from None
+            value = json.load(f)
+    except OSError as error:
+        raise UserError(
+            f"{path}: cannot read it ({error.strerror or error}); expected {expected}."
+        ) from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise UserError(
+            f"{path}: not valid JSON ({error}); expected {expected}."
+        ) from None
+    if not isinstance(value, dict):
+        kind = _JSON_KINDS.get(type(value), "a number" if value is not None else "null")
+        raise UserError(
+            f"{path}: holds {kind}, not a JSON object; expected {expected}."
+        )
+    return value
 
 
 def save_figure(figure, path: str, dpi: int = 110) -> None:
@@ -143,6 +169,56 @@ def save_npz(path: str, **arrays) -> None:
     """Saves arrays to an uncompressed .npz file atomically."""
     with atomic_path(path, suffix=".npz") as temporary:
         np.savez(temporary, **arrays)
+
+
+_ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry; an empty zip
+
+
+def load_npz(path: str, expected: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz file (as `save_npz` writes), read in full.
+
+    Pickled Python objects are never loaded (`allow_pickle=False`).
+
+    Args:
+      path: the file.
+      expected: what it should be, for the error (e.g. "the
+        psnr_per_image.npz a denoise run writes").
+
+    Returns:
+      {name: array}.
+
+    Raises:
+      UserError: one line naming the file and its fault: unreadable, not an
+        .npz at all (no zip archive: text, random bytes, a lone .npy),
+        truncated or corrupt, or holding pickled objects.
+    """
+
+    def wrong(fault: str) -> UserError:
+        return UserError(f"{path}: {fault}; expected {expected}.")
+
+    try:
+        with open(path, "rb") as f:
+            start = f.read(6)
+    except OSError as error:
+        raise wrong(f"cannot read it ({error.strerror or error})") from None
+    if start[:4] not in _ZIP_STARTS:
+        kind = {b"": "empty", b"\x93NUMPY": "a single .npy array"}.get(
+            start, "not a zip archive of .npy arrays"
+        )
+        raise wrong(f"not a valid .npz file ({kind})")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        detail = str(error).splitlines()[0][:120] if str(error) else repr(error)
+        fault = f"not a valid .npz file (truncated or corrupt: {detail})"
+        if "allow_pickle" in detail:  # an object array inside
+            fault = "it holds pickled Python objects, which are never loaded"
+        raise wrong(fault) from None
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # a member that is no .npy
+            raise wrong(f"not a valid .npz file ({name} is not a .npy array)")
+    return arrays
 
 
 def write_flagfile(config, app: str, folder: str | None = None) -> str:

@@ -1,37 +1,49 @@
 """The run folder's guard: one live run per folder, and a record of its settings.
 
-A run folder must describe the model inside it. `claim(config, app)` is
-where every job starts:
+A run folder must describe the model inside it. Every job runs as
 
-- it makes `--run_dir` (one line when it cannot: below a file, under /proc,
-  not writable) and takes an OS file lock on `run_dir/.lock`, which the OS
-  releases when the process ends however it ends, so a second process is
-  refused while a live run holds the folder;
+    with runs.claim(config, app, log) as held:
+        inputs = load_and_check(config)  # reads; writes nothing in run_dir
+        held.begin()                     # only now is the folder changed
+        ...                              # train, attack, write outputs
+
+- `claim` makes `--run_dir` (one line when it cannot: below a file, under
+  /proc, not writable) and takes an OS file lock on `run_dir/.lock`, which
+  the OS releases when the process ends however it ends, so a second
+  process is refused while a live run holds the folder;
 - it compares the settings that determine the result
   (`config_lib.identity`: data folder included; not the run folder,
   figures or verbosity) with those the folder's earlier run recorded in
   `run.json` (or, in a folder from before run.json, in its flags.cfg). The
   same settings resume or re-evaluate; other settings stop with one line
   listing each differing flag with its old and new value, unless
-  --overwrite, which removes the files the earlier run made, and no
-  others, and starts afresh;
-- it writes `run.json` with the settings and `"state": "running"` before
-  the job writes anything, and `"state": "done"` with the files the run
-  made once the job has succeeded.
+  --overwrite;
+- the job then loads and checks its inputs (data, models, settings that
+  need the data): a mistake there stops it before anything in the folder
+  is removed or rewritten, so a typo beside --overwrite never costs the
+  earlier run;
+- `begin` removes, with --overwrite, the files the earlier run made, and
+  no others, and writes `run.json` with the settings and
+  `"state": "running"`; when the block ends without an exception, run.json
+  says `"state": "done"` and lists the files the run made.
 
 Files that were in the folder before a run began (a user's notes, the
 study's step record) are listed in run.json as `foreign` and are never
 removed. What a run made: for a finished run, the files it listed; for an
-interrupted one, whatever appeared in the folder since it began.
+interrupted one, whatever appeared in the folder since it began. A run
+that fails having made nothing takes its run.json (and the folder and
+lock file, when it made them) away again; a run.json of a process that
+died having made nothing (killed early, or an older version) is taken
+over by the next run, which says so in one line.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 
 import filelock
@@ -56,12 +68,20 @@ _EARLIER_OUTPUTS = frozenset(
 def hold(folder: str, flag: str = "run_dir") -> Iterator[str]:
     """Makes `folder` and holds its OS lock; yields its absolute path.
 
+    On leaving, the lock file is removed if this call made it (a lock file
+    that was there before stays), and so are the folder and its parents if
+    this call made them and they are still empty: a refused or failed run
+    leaves no trace of its own.
+
     Raises:
       UserError: naming `--flag`, when the folder cannot be made or written,
         or another live process holds it.
     """
+    made = _missing_folders(folder)
     path = outputs.make_run_dir(folder, flag)
-    lock = filelock.FileLock(os.path.join(path, LOCK_FILE))
+    lock_path = os.path.join(path, LOCK_FILE)
+    own_lock_file = not os.path.lexists(lock_path)
+    lock = filelock.FileLock(lock_path)
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
@@ -76,54 +96,158 @@ def hold(folder: str, flag: str = "run_dir") -> Iterator[str]:
     try:
         yield path
     finally:
+        if own_lock_file:
+            # Removed while still held: a process that opened the old file
+            # finds it unlinked once it gets the lock, and tries again.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(lock_path)
         lock.release()
+        for made_folder in made:  # deepest first; stops at the first non-empty
+            try:
+                os.rmdir(made_folder)
+            except OSError:
+                break
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """The folders `make_run_dir(folder)` would make, deepest first."""
+    missing = []
+    path = os.path.abspath(os.path.expanduser(folder)) if folder else ""
+    while path and not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+class Claim:
+    """A held run folder whose earlier run is replaced only at `begin`.
+
+    Attributes:
+      run_dir: the folder's absolute path.
+      begun: whether `begin` was called.
+    """
+
+    def __init__(self, config, app: str, run_dir: str, previous, log):
+        self.run_dir = run_dir
+        self.begun = False
+        self._config = config
+        self._app = app
+        self._previous = previous
+        self._log = log
+        self._record: dict = {}
+
+    def begin(self) -> str:
+        """The job's inputs are checked: clears (--overwrite) and records the run.
+
+        Call it once the job has loaded and checked everything it reads, and
+        before it writes anything into the folder.
+
+        Returns:
+          The run folder's absolute path.
+        """
+        previous = self._previous
+        if previous is not None and previous.get("abandoned"):
+            self._log(
+                f"--run_dir={self._config.run_dir}: the {previous.get('app')} run "
+                f"recorded there (started {previous.get('started', '?')}) ended "
+                "without making anything; this run takes its place"
+            )
+            previous = None
+        elif previous is not None and self._config.overwrite:
+            _remove_made(self.run_dir, previous)
+            previous = None
+        self._previous = previous
+        self._record = {
+            "app": self._app,
+            "settings": _settings(self._config),
+            "state": "running",
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "pid": os.getpid(),
+            "foreign": _foreign(self.run_dir, previous),
+        }
+        outputs.write_json(os.path.join(self.run_dir, RUN_FILE), self._record)
+        self.begun = True
+        return self.run_dir
+
+    def _finish(self) -> None:
+        record = self._record
+        record.update(
+            state="done",
+            finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+            made=sorted(_entries(self.run_dir) - set(record["foreign"])),
+        )
+        del record["pid"]
+        outputs.write_json(os.path.join(self.run_dir, RUN_FILE), record)
+
+    def _fail(self) -> None:
+        """A fresh run that failed having made nothing leaves no run.json."""
+        if not self.begun or self._previous is not None:
+            return
+        if not _entries(self.run_dir) - set(self._record["foreign"]):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.run_dir, RUN_FILE))
+
+
+def _settings(config) -> dict:
+    return outputs.normalized(config_lib.identity(config))
 
 
 @contextlib.contextmanager
-def claim(config, app: str, *, same_settings: bool = True) -> Iterator[str]:
+def claim(
+    config,
+    app: str,
+    log: Callable[[str], None] = lambda message: None,
+    *,
+    same_settings: bool = True,
+) -> Iterator[Claim]:
     """Holds `config.run_dir` for one run of `app`, refusing other settings.
+
+    Nothing in the folder is removed or rewritten until the job calls
+    `Claim.begin` (see the module docstring).
 
     Args:
       config: a resolved job config with `run_dir` and `overwrite`.
       app: the app's name, recorded with the settings.
+      log: receives the line said when a run.json of a dead run that made
+        nothing is taken over.
       same_settings: False for a job that checks what it reuses itself (the
         fooling-rate sweep, whose every (method, xi) run is a guarded run of
         its own): other settings are then allowed.
 
     Yields:
-      The run folder's absolute path. When the block ends without an
-      exception, run.json says the run is done and lists what it made.
+      The `Claim`. When the block ends without an exception, run.json says
+      the run is done and lists what it made.
 
     Raises:
       UserError: one line, when the folder cannot be used, is held by a live
         process, or holds a run with other settings (without --overwrite).
+      RuntimeError: when the block ends without having called `begin` (a
+        job that writes nothing is a bug).
     """
-    settings = outputs.normalized(config_lib.identity(config))
     with hold(config.run_dir) as run_dir:
         previous = _earlier_run(run_dir, type(config))
-        if previous is not None and config.overwrite:
-            _remove_made(run_dir, previous)
-            previous = None
-        elif previous is not None and same_settings:
-            _refuse_other_settings(config.run_dir, previous, app, settings)
-        record = {
-            "app": app,
-            "settings": settings,
-            "state": "running",
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "pid": os.getpid(),
-            "foreign": _foreign(run_dir, previous),
-        }
-        path = os.path.join(run_dir, RUN_FILE)
-        outputs.write_json(path, record)
-        yield run_dir
-        record.update(
-            state="done",
-            finished=time.strftime("%Y-%m-%d %H:%M:%S"),
-            made=sorted(_entries(run_dir) - set(record["foreign"])),
-        )
-        del record["pid"]
-        outputs.write_json(path, record)
+        if previous is not None and previous.get("state") == "running":
+            # We hold the lock: the process that wrote it is gone.
+            previous["abandoned"] = not _made(run_dir, previous)
+        if (
+            previous is not None
+            and not previous.get("abandoned")
+            and same_settings
+            and not config.overwrite
+        ):
+            _refuse_other_settings(config.run_dir, previous, app, _settings(config))
+        held = Claim(config, app, run_dir, previous, log)
+        try:
+            yield held
+        except BaseException:
+            held._fail()
+            raise
+        if not held.begun:
+            raise RuntimeError(f"the {app} job never called Claim.begin")
+        held._finish()
 
 
 def _entries(run_dir: str) -> set[str]:
@@ -234,21 +358,3 @@ def _remove_made(run_dir: str, previous: dict) -> None:
             os.remove(path)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(run_dir, RUN_FILE))
-
-
-def guarded(app: str, *, same_settings: bool = True):
-    """Decorates a job `run(config, ...)` so that it runs under `claim`.
-
-    The config is resolved first (absolute paths), as the job does itself.
-    """
-
-    def decorate(job):
-        @functools.wraps(job)
-        def wrapped(config, *args, **kwargs):
-            config = config_lib.resolve(config)
-            with claim(config, app, same_settings=same_settings):
-                return job(config, *args, **kwargs)
-
-        return wrapped
-
-    return decorate

@@ -22,7 +22,6 @@ from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import console
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import export
-from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import pipelines
 from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import progress
@@ -143,17 +142,16 @@ class RunStart:
         }
 
 
-def start_run(config: TrainingConfig, log) -> RunStart:
+def start_run(config: TrainingConfig) -> RunStart:
     """The set-up every training job shares, in the order it must happen.
 
     Seeds the global RNGs first (the pipelines' seeds depend on it), makes
-    the run folder and the tf.distribute strategy, loads the training images
-    (at most --max_train_images) and holds --validation_images of them out
-    (`pipelines.validation_split`, by --seed), loads the test images, and
-    finds how many epochs an interrupted run already completed (logged when
-    resuming).
+    the tf.distribute strategy, loads the training images (at most
+    --max_train_images) and holds --validation_images of them out
+    (`pipelines.validation_split`, by --seed), and loads the test images.
+    Reads nothing in the run folder and writes nothing: it checks the
+    inputs before `runs.Claim.begin` (`done` is 0 until `resume`).
     """
-    outputs.make_run_dir(config.run_dir)
     keras.utils.set_random_seed(config.seed)
     precision.check_precision(config.precision)
     strategy = make_strategy(config.strategy)
@@ -168,9 +166,6 @@ def start_run(config: TrainingConfig, log) -> RunStart:
     if len(validation):
         validation_set = pipelines.from_arrays(images[validation], labels[validation])
     test_set = data.load("test", data_dir).take(config.max_test_images or -1)
-    done = completed_epochs(config.run_dir)
-    if done:
-        log(f"resuming after epoch {done} of {config.epochs}")
     return RunStart(
         strategy=strategy,
         train_set=pipelines.from_arrays(images[train], labels[train]),
@@ -179,8 +174,19 @@ def start_run(config: TrainingConfig, log) -> RunStart:
         num_train=len(train),
         num_validation=len(validation),
         steps_per_epoch=math.ceil(len(train) / config.batch_size),
-        done=done,
+        done=0,
     )
+
+
+def resume(setup: RunStart, config: TrainingConfig, log) -> RunStart:
+    """`setup` with the epochs an interrupted run in run_dir completed (logged).
+
+    Called after `runs.Claim.begin`, once --overwrite has cleared the folder.
+    """
+    done = completed_epochs(config.run_dir)
+    if done:
+        log(f"resuming after epoch {done} of {config.epochs}")
+    return dataclasses.replace(setup, done=done)
 
 
 def fit_resumable(

@@ -197,31 +197,44 @@ def _pipelines(config, classifier, denoiser, sigmas) -> list[evaluation.Pipeline
     return found
 
 
-@runs.guarded("defend")
 def run(config: DefendConfig, log=lambda message: None) -> dict:
     """Evaluates the defense; writes the table, checks, figures and the models.
 
-    Writes into run_dir: metrics.json, flags.cfg, accuracy_vs_eps.png,
-    examples.png, per_image.npz, tb/, model.keras and saved_model/ (the
-    denoised pipeline), and randomised.keras and randomised_saved_model/
-    when the randomised defense is on.
+    The two runs, the sigmas and the data are read and checked before
+    anything in run_dir changes (`runs.claim`). Writes into run_dir:
+    metrics.json, flags.cfg, accuracy_vs_eps.png, examples.png,
+    per_image.npz, tb/, model.keras and saved_model/ (the denoised
+    pipeline), and randomised.keras and randomised_saved_model/ when the
+    randomised defense is on.
 
     Returns:
       The record written to metrics.json.
     """
     start = time.time()
     config = config_lib.resolve(config)
-    keras.utils.set_random_seed(config.seed)
-    classifier, tta = classifier_lib.with_tta_level(
-        loading.load_checked(config.classifier, "classifier", log),
-        config.classifier_tta,
-    )
-    denoiser = loading.load_checked(config.denoiser, "denoiser")
-    sigmas = _sigmas(config)
-    data_dir = config.data_dir or None
-    images, labels = data.load_arrays("test", data_dir, config.num_images)
-    train_images, _ = data.load_arrays("train", data_dir, config.universal_train_images)
-    pipelines = _pipelines(config, classifier, denoiser, sigmas)
+    with runs.claim(config, "defend", log) as held:
+        keras.utils.set_random_seed(config.seed)
+        classifier, tta = classifier_lib.with_tta_level(
+            loading.load_checked(config.classifier, "classifier", log),
+            config.classifier_tta,
+        )
+        denoiser = loading.load_checked(config.denoiser, "denoiser")
+        sigmas = _sigmas(config)
+        data_dir = config.data_dir or None
+        images, labels = data.load_arrays("test", data_dir, config.num_images)
+        train_images, _ = data.load_arrays(
+            "train", data_dir, config.universal_train_images
+        )
+        pipelines = _pipelines(config, classifier, denoiser, sigmas)
+        held.begin()
+        return _evaluate(
+            config, pipelines, (images, labels, train_images), sigmas, tta, start, log
+        )
+
+
+def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
+    """Exports the pipelines, attacks them, checks, draws and records."""
+    images, labels, train_images = arrays
     log(
         f"defend: {len(images)} test images, pipelines "
         f"{', '.join(p.name for p in pipelines)}; noisy sigma {sigmas['noisy']:g}; "

@@ -122,7 +122,9 @@ def denoiser_sigma(path: str) -> float | None:
     metrics = os.path.join(run_folder(path), outputs.METRICS_FILE)
     if not os.path.isfile(metrics):
         return None
-    sigma = outputs.read_json(metrics).get("sigma")
+    sigma = outputs.read_json(
+        metrics, f"the {outputs.METRICS_FILE} of a denoise run"
+    ).get("sigma")
     return float(sigma) if isinstance(sigma, int | float) else None
 
 

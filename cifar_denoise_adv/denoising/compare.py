@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import zipfile
 
 import numpy as np
 
@@ -23,6 +22,7 @@ from cifar_denoise_adv.denoising import noise
 from cifar_denoise_adv.denoising.denoise_job import PSNR_FILE
 
 CURVES_FILE = "validation_curves.png"
+_METRICS_EXPECTED = f"the {outputs.METRICS_FILE} a denoise run writes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ def run(config: CompareConfig, log=lambda message: None) -> dict:
         figure = curves_figure(
             {
                 os.path.basename(os.path.normpath(run)): outputs.read_json(
-                    os.path.join(run, outputs.METRICS_FILE)
+                    os.path.join(run, outputs.METRICS_FILE), _METRICS_EXPECTED
                 )
                 for run in config.runs
             }
@@ -84,7 +84,7 @@ def compare_runs(run_dirs: list[str]) -> dict:
                 raise UserError(
                     f"{path}: missing; expected a finished run of the denoise app."
                 )
-        metrics = outputs.read_json(metrics_path)
+        metrics = outputs.read_json(metrics_path, _METRICS_EXPECTED)
         loaded.append((run_dir, metrics, read_recovered_psnr(psnr_path)))
     base_dir, base_metrics, base_psnr = loaded[0]
     rows, pairs = [], []
@@ -137,26 +137,18 @@ def read_recovered_psnr(path: str) -> np.ndarray:
     """The per-image recovered PSNR of a run's psnr_per_image.npz, float64 [N].
 
     Raises:
-      UserError: naming the file, when it is not an .npz with a 1-D numeric
-        `recovered` array (pickled objects are never loaded).
+      UserError: naming the file, when it is not a valid .npz
+        (`outputs.load_npz`) with a 1-D numeric `recovered` array.
     """
-    expected = "expected the psnr_per_image.npz of a denoise run"
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            values = np.asarray(arrays["recovered"])
-    except KeyError:
-        raise UserError(f"{path}: no array 'recovered'; {expected}.") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        detail = (
-            str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-        )
-        if "pickled" in detail:
-            detail = "it holds pickled Python objects, which are never loaded"
-        raise UserError(f"{path}: cannot read it ({detail}); {expected}.") from None
+    expected = f"the {PSNR_FILE} a denoise run writes"
+    arrays = outputs.load_npz(path, expected)
+    if "recovered" not in arrays:
+        raise UserError(f"{path}: no array 'recovered'; expected {expected}.")
+    values = arrays["recovered"]
     if values.ndim != 1 or not np.issubdtype(values.dtype, np.number):
         raise UserError(
             f"{path}: 'recovered' has shape {values.shape} and dtype {values.dtype}; "
-            f"{expected} (one PSNR per test image)."
+            f"expected {expected} (one PSNR per test image)."
         )
     return values.astype(np.float64)
 

@@ -81,7 +81,6 @@ class _FixedNoise:
     batches: object  # the same (noisy, clean) pairs as a tf.data pipeline
 
 
-@runs.guarded("denoise")
 def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict:
     """Trains (or resumes) a denoiser and evaluates it on the whole test set.
 
@@ -89,19 +88,38 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
     on --validation_images held-out training images; the test images are
     evaluated once, at the end, for the reported PSNR. Evaluation noise is
     fixed: the test set gets the same clipped noise as the `noise` job draws
-    for it with the same seed. Writes into run_dir:
+    for it with the same seed. The data and --init_from are read and checked
+    before anything in run_dir changes (`runs.claim`). Writes into run_dir:
     metrics.json, flags.cfg, recovery_examples.png, psnr_histogram.png,
     psnr_per_image.npz, model.keras, saved_model/, tb/ and backup/.
 
     Returns:
       The record written to metrics.json.
+
+    Raises:
+      UserError: one line, for a folder that holds another run, unreadable
+        data, or an --init_from run that is missing or of another
+        architecture.
     """
     start = time.time()
     config = config_lib.resolve(config)
-    setup = training.start_run(config, log)
+    with runs.claim(config, "denoise", log) as held:
+        setup = training.start_run(config)
+        initial = _initial_weights(config.init_from)
+        with precision.precision_scope(config.precision), setup.strategy.scope():
+            model = _build(config, setup.steps_per_epoch)
+        _check_initial_weights(model, initial, config.init_from)
+        held.begin()
+        setup = training.resume(setup, config, log)
+        if initial is not None and not setup.done:  # a resumed run has its own
+            model.set_weights(initial)
+            log(f"weights from {config.init_from}; a new schedule starts")
+        return _train(config, setup, model, start, log, verbose)
+
+
+def _train(config, setup: training.RunStart, model, start: float, log, verbose):
+    """Trains, exports, evaluates and writes the run folder (after `begin`)."""
     train, validation, test = _pipelines(config, setup)
-    with precision.precision_scope(config.precision), setup.strategy.scope():
-        model = _build(config, setup.steps_per_epoch, log, resumed=bool(setup.done))
     log(
         f"{model.name}: {model.count_params():,} parameters, {setup.num_train} "
         f"train images, {setup.steps_per_epoch} steps/epoch, {config.epochs} epochs"
@@ -206,7 +224,7 @@ def _fixed_noise(config: DenoiseConfig, images, split: str) -> _FixedNoise:
     )
 
 
-def _build(config: DenoiseConfig, steps_per_epoch: int, log, resumed: bool):
+def _build(config: DenoiseConfig, steps_per_epoch: int):
     model = models.build_denoiser(
         num_blocks=config.num_blocks,
         filters=config.filters,
@@ -226,9 +244,6 @@ def _build(config: DenoiseConfig, steps_per_epoch: int, log, resumed: bool):
         metrics=[models.psnr],
         jit_compile=config.jit_compile,
     )
-    if config.init_from and not resumed:  # a resumed run has its own weights
-        _load_weights_from(model, config.init_from)
-        log(f"weights from {config.init_from}; a new schedule starts")
     return model
 
 
@@ -296,22 +311,36 @@ def _recovery_figure(test: _FixedNoise, recovered, per_image: dict, count: int):
     )
 
 
-def _load_weights_from(model: keras.Model, run_dir: str) -> None:
-    """Copies the weights of another run's model.keras (same architecture)."""
+def _initial_weights(run_dir: str) -> list[np.ndarray] | None:
+    """The weights of another run's model.keras (--init_from), or None."""
+    if not run_dir:
+        return None
     path = os.path.join(run_dir, training.KERAS_FILE)
     if not os.path.isfile(path):
         raise UserError(
             f"--init_from={run_dir}: no {training.KERAS_FILE}; expected a finished "
             "run of the denoise app."
         )
-    source = keras_files.load(path, "init_from", compile=False)
-    try:
-        model.set_weights(source.get_weights())
-    except ValueError as error:
-        raise UserError(
-            f"--init_from={run_dir}: its model does not match this architecture "
-            f"({error})."
-        ) from None
+    return keras_files.load(path, "init_from", compile=False).get_weights()
+
+
+def _check_initial_weights(model: keras.Model, weights, run_dir: str) -> None:
+    """Refuses --init_from weights that do not fit this architecture."""
+    if weights is None:
+        return
+    here = [tuple(w.shape) for w in model.weights]
+    there = [tuple(np.shape(w)) for w in weights]
+    if here == there:
+        return
+    detail = f"{len(there)} weight arrays, this one has {len(here)}"
+    if len(here) == len(there):
+        i = next(i for i, (a, b) in enumerate(zip(here, there, strict=True)) if a != b)
+        detail = f"weight {i} has shape {list(there[i])}, this one {list(here[i])}"
+    raise UserError(
+        f"--init_from={run_dir}: its model does not match this architecture "
+        f"({detail}); expected a denoise run with the same --arch, --num_blocks, "
+        "--filters and --downscale."
+    )
 
 
 def _lineage(init_from: str) -> dict | None:
@@ -330,4 +359,6 @@ def _lineage(init_from: str) -> dict | None:
 
 def _previous_metrics(run_dir: str) -> dict:
     path = os.path.join(run_dir, "metrics.json")
-    return outputs.read_json(path) if os.path.exists(path) else {}
+    if not os.path.exists(path):
+        return {}
+    return outputs.read_json(path, "the metrics.json of a denoise run (--init_from)")

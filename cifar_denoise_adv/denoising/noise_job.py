@@ -148,19 +148,29 @@ def _export(config: NoiseConfig, split: str, batches, labels, log) -> str:
     return path
 
 
-@runs.guarded("noise")
 def run(config: NoiseConfig, log=lambda message: None) -> dict:
     """Calibrates sigma, measures PSNR(x, y) on both splits, writes outputs.
 
     Evaluation noise is fixed per split: train draws with `seed`, test with
-    `seed + 1` (`split_seed`). Writes metrics.json, noise_examples.png,
-    tb/ and, with `export`, noisy_train.npz and noisy_test.npz.
+    `seed + 1` (`split_seed`). The data is read and sigma calibrated (a
+    --target_psnr no sigma reaches is refused) before anything in run_dir
+    changes (`runs.claim`). Writes metrics.json, noise_examples.png, tb/
+    and, with `export`, noisy_train.npz and noisy_test.npz.
 
     Returns:
       The record written to metrics.json.
     """
     start = time.time()
     config = config_lib.resolve(config)
+    with runs.claim(config, "noise", log) as held:
+        draws, labels = _all_draws(config, log)
+        sigmas = _sigmas(config, draws[config.calibration_split], log)
+        held.begin()
+        return _measure_and_write(config, draws, labels, sigmas, start, log)
+
+
+def _all_draws(config: NoiseConfig, log) -> tuple[dict, dict]:
+    """({split: noise draws}, {split: labels}) of both splits."""
     limits = {"train": config.max_train_images, "test": config.max_test_images}
     draws, labels = {}, {}
     for split in data.SPLITS:
@@ -171,7 +181,11 @@ def run(config: NoiseConfig, log=lambda message: None) -> dict:
             f"{split}: {len(labels[split])} images, noise seed "
             f"{split_seed(config.seed, split)}"
         )
-    sigmas = _sigmas(config, draws[config.calibration_split], log)
+    return draws, labels
+
+
+def _measure_and_write(config, draws, labels, sigmas, start, log) -> dict:
+    """PSNR(x, y) of both splits, the figures, the exports and the record."""
     psnr_xy = {
         split: {
             mode: _psnr_stats(draws[split], config.sigma, clip=mode == "clipped")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,12 @@ from cifar_denoise_adv.adversarial import targeted_job
 from cifar_denoise_adv.adversarial import universal_job
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
+from cifar_denoise_adv.core import export
+from cifar_denoise_adv.core import runs
+from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.errors import UserError
+from cifar_denoise_adv.denoising import models
+from tests.conftest import folder_snapshot
 from tests.conftest import tensorboard_events
 from tests.conftest import write_cifar
 
@@ -277,7 +283,7 @@ def test_universal_app_writes_every_promised_output(classifier_run, tmp_path, me
         assert (run_dir / name).stat().st_size > 0, name
 
 
-def test_universal_sweep(classifier_run, tmp_path):
+def test_universal_sweep(classifier_run, denoiser_run, tmp_path):
     data_dir, classifier_dir = classifier_run
     config = universal_job.UniversalConfig(
         max_passes=1,
@@ -336,6 +342,13 @@ def test_universal_sweep(classifier_run, tmp_path):
         "sweep: deepfool at xi 2.0/255: done before, reused"
     ]
 
+    # A denoiser as --classifier is refused before --overwrite removes anything.
+    before = folder_snapshot(tmp_path)
+    bad = dataclasses.replace(config, classifier=denoiser_run, overwrite=True)
+    with pytest.raises(UserError, match=_NOT_A_CLASSIFIER):
+        sweep(bad, [2 / 255])
+    assert folder_snapshot(tmp_path) == before
+
 
 def test_universal_config_rejects_a_final_step_above_the_first():
     with pytest.raises(UserError, match="--sgd_final_step_size"):
@@ -359,3 +372,128 @@ def test_xi_parsing():
     with pytest.raises(UserError, match="--xi"):
         config_lib.parse_number("1/0", "xi")
     assert universal.APP.parse(["universal", "--xi=10/255"]).xi == 10 / 255
+
+
+@pytest.fixture(scope="module")
+def denoiser_run(tmp_path_factory):
+    """A run folder holding a denoiser: the wrong kind for --classifier."""
+    folder = tmp_path_factory.mktemp("denoiser")
+    export.save_keras(
+        models.build_denoiser(1, 4, downscale=2), str(folder / training.KERAS_FILE)
+    )
+    return str(folder)
+
+
+_NOT_A_CLASSIFIER = "^--classifier=.*the model takes inputs of shape"
+
+
+def _universal(data_dir, classifier_dir, run_dir, *extra):
+    return universal.APP.parse(
+        [
+            "universal",
+            f"--data_dir={data_dir}",
+            f"--classifier={classifier_dir}",
+            f"--run_dir={run_dir}",
+            "--method=sgd",
+            "--xi=8/255",
+            "--sgd_epochs=1",
+            "--max_passes=1",
+            "--max_iter_deepfool=2",
+            "--num_examples=2",
+            *extra,
+        ]
+    )
+
+
+def test_a_run_refused_at_its_first_check_leaves_nothing_in_the_way(
+    classifier_run, denoiser_run, tmp_path
+):
+    """A denoiser as --classifier: one line, no folder; the corrected command
+    then runs there without --overwrite."""
+    data_dir, classifier_dir = classifier_run
+    run_dir = tmp_path / "u_bad"
+    with pytest.raises(UserError, match=_NOT_A_CLASSIFIER):
+        universal.APP.job(_universal(data_dir, denoiser_run, run_dir), log=_quiet)
+    assert not run_dir.exists()
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=_NOT_A_CLASSIFIER):
+        universal.APP.job(_universal(data_dir, denoiser_run, run_dir), log=_quiet)
+    assert folder_snapshot(run_dir) == {"notes.txt": b"mine"}
+    logged = []
+    universal.APP.job(_universal(data_dir, classifier_dir, run_dir), log=logged.append)
+    record = json.loads((run_dir / runs.RUN_FILE).read_text())
+    assert record["state"] == "done" and record["foreign"] == ["notes.txt"]
+
+
+def test_overwrite_with_a_bad_input_keeps_every_finished_attack_run(
+    classifier_run, denoiser_run, tmp_path
+):
+    """The classifier and the data are checked before --overwrite removes
+    the earlier run (the sweep: test_universal_sweep)."""
+    data_dir, classifier_dir = classifier_run
+    missing = str(tmp_path / "missing")
+    targeted_argv = [
+        "targeted",
+        f"--run_dir={tmp_path / 'targeted'}",
+        "--epsilon=0.03",
+        "--indices=0,1",
+        "--num_examples=1",
+    ]
+
+    def targeted_config(classifier_dir, data_dir, *extra):
+        return targeted.APP.parse(
+            [
+                *targeted_argv,
+                f"--classifier={classifier_dir}",
+                f"--data_dir={data_dir}",
+                *extra,
+            ]
+        )
+
+    finished = {
+        "targeted": (
+            targeted.APP,
+            targeted_config(classifier_dir, data_dir),
+            [
+                targeted_config(denoiser_run, data_dir, "--epsilon=0.02"),
+                targeted_config(classifier_dir, missing, "--epsilon=0.02"),
+            ],
+        ),
+        "universal": (
+            universal.APP,
+            _universal(data_dir, classifier_dir, tmp_path / "universal"),
+            [
+                _universal(data_dir, denoiser_run, tmp_path / "universal", "--xi=0.1"),
+                _universal(missing, classifier_dir, tmp_path / "universal", "--xi=0.1"),
+            ],
+        ),
+    }
+    for name, (app, config, bad_configs) in finished.items():
+        app.job(config, log=_quiet)
+        before = folder_snapshot(tmp_path / name)
+        for bad in bad_configs:
+            with pytest.raises(UserError, match="^--(classifier|data_dir)="):
+                app.job(dataclasses.replace(bad, overwrite=True), log=_quiet)
+            assert folder_snapshot(tmp_path / name) == before, name
+
+
+def test_classify_with_overwrite_and_a_bad_data_dir_keeps_the_run(
+    classifier_run, tmp_path
+):
+    data_dir, classifier_dir = classifier_run
+    run_dir = tmp_path / "classifier"
+    shutil.copytree(classifier_dir, run_dir)
+    before = folder_snapshot(run_dir)
+    config = classify.APP.parse(
+        [
+            "classify",
+            f"--data_dir={tmp_path / 'missing'}",
+            f"--run_dir={run_dir}",
+            "--width=8",
+            "--overwrite",
+        ]
+    )
+    with pytest.raises(UserError, match="^--data_dir="):
+        classify.APP.job(config, log=_quiet)
+    assert folder_snapshot(run_dir) == before

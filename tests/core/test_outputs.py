@@ -211,6 +211,7 @@ def _replay_cases(root):
                 num_images=3,
                 target_mode="given",
                 targets=(1, 2, 3),
+                classifier_tta=0,
             ),
         ),
         "universal": (
@@ -236,6 +237,7 @@ def _replay_cases(root):
                 max_train_images=1000,
                 max_test_images=500,
                 sweep_xi=(2 / 255, 4 / 255, 10 / 255),
+                classifier_tta=1,
             ),
         ),
         "defend": (

@@ -74,7 +74,7 @@ def test_training_jobs_validate_on_training_images_never_test_images(tmp_path):
         validation_images=7,
         seed=1,
     )
-    setup = training.start_run(config, log=lambda message: None)
+    setup = training.start_run(config)
     held_out = np.stack([x for x, _ in setup.validation_set.as_numpy_iterator()])
     trained = np.stack([x for x, _ in setup.train_set.as_numpy_iterator()])
     as_bytes = lambda images: {  # noqa: E731

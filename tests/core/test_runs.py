@@ -12,6 +12,7 @@ from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core.errors import UserError
 from cifar_denoise_adv.denoising.noise_job import NoiseConfig
+from tests.conftest import folder_snapshot
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -20,8 +21,9 @@ def _config(run_dir, **changes):
     return NoiseConfig(run_dir=str(run_dir), data_dir="/data/cifar", **changes)
 
 
-def _finish(config, made=("metrics.json",)):
-    with runs.claim(config, "noise") as run_dir:
+def _finish(config, made=("metrics.json",), log=lambda message: None):
+    with runs.claim(config, "noise", log) as held:
+        run_dir = held.begin()
         for name in made:
             pathlib.Path(run_dir, name).write_text(name)
 
@@ -33,7 +35,8 @@ def _record(run_dir):
 def test_a_run_records_its_settings_what_it_made_and_what_was_there(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     config = _config(tmp_path, sigma=0.1)
-    with runs.claim(config, "noise"):
+    with runs.claim(config, "noise") as held:
+        held.begin()
         running = _record(tmp_path)
         (tmp_path / "metrics.json").write_text("{}")
     assert running["state"] == "running" and running["pid"] == os.getpid()
@@ -62,7 +65,7 @@ def test_a_run_of_another_app_is_refused(tmp_path):
     _finish(_config(tmp_path))
     refused = pytest.raises(UserError, match="holds a run of the noise app, not of")
     with refused, runs.claim(_config(tmp_path), "denoise"):
-        pass
+        pytest.fail("claimed a folder of another app's run")
 
 
 def test_overwrite_removes_only_what_the_earlier_run_made(tmp_path):
@@ -71,9 +74,7 @@ def test_overwrite_removes_only_what_the_earlier_run_made(tmp_path):
     (tmp_path / "later.txt").write_text("added after the run")
     _finish(_config(tmp_path, sigma=0.2, overwrite=True), made=("other.png",))
     names = sorted(os.listdir(tmp_path))
-    assert names == sorted(
-        ["notes.txt", "later.txt", "other.png", runs.RUN_FILE, runs.LOCK_FILE]
-    )
+    assert names == sorted(["notes.txt", "later.txt", "other.png", runs.RUN_FILE])
     assert (tmp_path / "notes.txt").read_bytes() == b"\x00mine"
     assert _record(tmp_path)["settings"]["sigma"] == 0.2
 
@@ -81,7 +82,8 @@ def test_overwrite_removes_only_what_the_earlier_run_made(tmp_path):
 def test_overwrite_of_an_interrupted_run_removes_what_appeared_since(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     interrupted = pytest.raises(KeyboardInterrupt)
-    with interrupted, runs.claim(_config(tmp_path, sigma=0.1), "noise"):
+    with interrupted, runs.claim(_config(tmp_path, sigma=0.1), "noise") as held:
+        held.begin()
         (tmp_path / "backup").mkdir()
         (tmp_path / "backup" / "weights.h5").write_text("w")
         raise KeyboardInterrupt
@@ -99,6 +101,98 @@ def test_a_folder_of_before_run_json_is_judged_by_its_flags_cfg(tmp_path):
         _finish(_config(tmp_path, sigma=0.3))
     _finish(_config(tmp_path, sigma=0.3, overwrite=True), made=())
     assert not (tmp_path / "backup").exists() and (tmp_path / "notes.txt").exists()
+
+
+def test_a_failed_input_check_leaves_the_run_overwrite_would_replace(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    _finish(_config(tmp_path, sigma=0.1), made=("metrics.json", "model.keras"))
+    before = folder_snapshot(tmp_path)
+    bad_data = pytest.raises(UserError, match="^--data_dir=/nowhere")
+    with bad_data, runs.claim(_config(tmp_path, sigma=0.2, overwrite=True), "noise"):
+        raise UserError("--data_dir=/nowhere: no such file or folder.")
+    assert folder_snapshot(tmp_path) == before
+    # Once the inputs pass, --overwrite replaces that run.
+    _finish(_config(tmp_path, sigma=0.2, overwrite=True), made=("other.png",))
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "other.png", runs.RUN_FILE]
+
+
+def test_a_fresh_run_that_fails_leaves_no_trace(tmp_path):
+    new_folder = tmp_path / "new" / "run"
+    with pytest.raises(UserError), runs.claim(_config(new_folder), "noise"):
+        raise UserError("--data_dir=/nowhere: no such file or folder.")
+    assert os.listdir(tmp_path) == []
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError), runs.claim(_config(users), "noise") as held:
+        held.begin()
+        raise RuntimeError("failed before making anything")
+    assert folder_snapshot(users) == {"notes.txt": b"mine"}
+    # So the corrected command needs no --overwrite.
+    _finish(_config(users, sigma=0.3))
+    assert _record(users)["foreign"] == ["notes.txt"]
+
+
+def test_a_dead_runs_record_of_nothing_made_is_taken_over_in_one_line(tmp_path):
+    # What a run killed before its first output, or a failed first check of
+    # an older version, left: run.json "running", its process gone.
+    (tmp_path / "notes.txt").write_text("mine")
+    outputs.write_json(
+        str(tmp_path / runs.RUN_FILE),
+        {
+            "app": "universal",
+            "settings": {"classifier": "/runs/denoiser"},
+            "state": "running",
+            "started": "2026-12-01 02:29:06",
+            "pid": 2**22 + 1,
+            "foreign": ["notes.txt"],
+        },
+    )
+    logged = []
+    _finish(_config(tmp_path, sigma=0.2), log=logged.append)
+    assert logged == [
+        f"--run_dir={tmp_path}: the universal run recorded there (started "
+        "2026-12-01 02:29:06) ended without making anything; this run takes its "
+        "place"
+    ]
+    record = _record(tmp_path)
+    assert record["app"] == "noise" and record["state"] == "done"
+    assert record["foreign"] == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_dead_run_that_made_files_is_still_refused(tmp_path):
+    interrupted = pytest.raises(KeyboardInterrupt)
+    with interrupted, runs.claim(_config(tmp_path, sigma=0.1), "noise") as held:
+        held.begin()
+        (tmp_path / "backup").mkdir()
+        raise KeyboardInterrupt
+    with pytest.raises(UserError, match=r"--sigma 0.1 -> 0.2"):
+        _finish(_config(tmp_path, sigma=0.2))
+    assert (tmp_path / "backup").is_dir()
+
+
+def test_a_job_that_never_begins_is_a_bug(tmp_path):
+    never = pytest.raises(RuntimeError, match="never called Claim.begin")
+    with never, runs.claim(_config(tmp_path), "noise"):
+        pass
+
+
+def test_hold_removes_only_the_lock_file_and_folders_it_made(tmp_path):
+    folder = tmp_path / "made" / "here"
+    with runs.hold(str(folder)) as path:
+        assert os.listdir(path) == [runs.LOCK_FILE]
+    assert not (tmp_path / "made").exists()
+    (tmp_path / "kept").mkdir()
+    refused = pytest.raises(UserError, match="refused")
+    with refused, runs.hold(str(tmp_path / "kept")):
+        raise UserError("--study_dir: refused")
+    assert os.listdir(tmp_path / "kept") == []
+    # A lock file that was there before (a user's, an older version's) stays.
+    (tmp_path / "kept" / runs.LOCK_FILE).write_text("")
+    with runs.hold(str(tmp_path / "kept")):
+        pass
+    assert os.listdir(tmp_path / "kept") == [runs.LOCK_FILE]
 
 
 @pytest.mark.parametrize(

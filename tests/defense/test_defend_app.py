@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import tensorflow as tf
 from cifar_denoise_adv import defend
 from cifar_denoise_adv.core.errors import UserError
 from cifar_denoise_adv.defense import evaluation
+from tests.conftest import folder_snapshot
 
 TINY = [
     "--num_images=12",
@@ -189,3 +191,22 @@ def test_a_wrong_kind_of_model_stops_the_app_with_one_line(tiny_runs, tmp_path):
         "classifier [B, 32, 32, 3] -> [B, 10] logits: the run folder of a "
         "`classify` run, or its model.keras."
     ]
+
+
+def test_overwrite_with_a_bad_input_keeps_the_finished_run(
+    defend_run, tiny_runs, tmp_path
+):
+    """The runs, the sigmas and the data are checked before --overwrite
+    removes the earlier defend run."""
+    finished, _, _ = defend_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    before = folder_snapshot(run_dir)
+    for flag, message in [
+        (f"--denoiser={tiny_runs['classifier']}", "^--denoiser=.*a classifier"),
+        (f"--data_dir={tmp_path / 'missing'}", "^--data_dir="),
+    ]:
+        argv = [*_argv(tiny_runs, run_dir, flag), "--num_images=8", "--overwrite"]
+        with pytest.raises(UserError, match=message):
+            defend.APP.job(defend.APP.parse(argv))
+        assert folder_snapshot(run_dir) == before

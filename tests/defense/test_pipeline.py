@@ -120,6 +120,12 @@ def test_the_denoisers_sigma_comes_from_its_run(tiny_runs, tmp_path):
     assert loading.denoiser_sigma(tiny_runs["denoiser"]) == 0.1
     assert loading.denoiser_sigma(tiny_runs["denoiser"] + "/model.keras") == 0.1
     assert loading.denoiser_sigma(str(tmp_path)) is None
+    # A metrics.json that is not JSON text: one line, not a traceback.
+    (tmp_path / "metrics.json").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(UserError) as error:
+        loading.denoiser_sigma(str(tmp_path))
+    assert str(error.value).startswith(f"{tmp_path / 'metrics.json'}: not valid JSON")
+    assert str(error.value).endswith("expected the metrics.json of a denoise run.")
 
 
 def test_test_time_augmentation_is_found_and_can_be_changed(models):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -254,27 +255,64 @@ def test_init_from_starts_with_the_other_runs_weights(finished_run, tmp_path):
         _run_app(data_dir, tmp_path / "third", init_from=str(run_dir), **other_arch)
 
 
+def _lone_npy(path):
+    with open(path, "wb") as f:
+        np.save(f, np.zeros(4))
+
+
 @pytest.mark.parametrize(
-    "content, message",
+    "content, fault",
     [
-        (b"not an npz at all", "cannot read it"),
-        (b"PK\x03\x04 truncated zip", "cannot read it"),
-        (None, "no array 'recovered'"),
+        (bytes(range(7, 250, 3)) * 4, "not a valid .npz file (not a zip archive"),
+        (b"not an npz at all", "not a valid .npz file (not a zip archive"),
+        (b"", "not a valid .npz file (empty)"),
+        (b"PK\x03\x04 truncated zip", "not a valid .npz file (truncated or corrupt"),
+        (_lone_npy, "not a valid .npz file (a single .npy array)"),
+        ({"recovered": np.array([{}], dtype=object)}, "it holds pickled Python"),
+        ({"noisy": np.zeros(4)}, "no array 'recovered'"),
+        ({"recovered": np.zeros((2, 2))}, "'recovered' has shape (2, 2)"),
     ],
 )
-def test_compare_over_a_bad_psnr_file_is_one_line(
-    finished_run, tmp_path, content, message
+def test_compare_over_a_bad_psnr_file_names_its_fault_in_one_line(
+    finished_run, tmp_path, content, fault
 ):
     _, run_dir, _ = finished_run
     other = tmp_path / "other"
     other.mkdir()
     (other / "metrics.json").write_text((run_dir / "metrics.json").read_text())
     path = other / denoise_job.PSNR_FILE
-    if content is None:
-        outputs.save_npz(str(path), noisy=np.zeros(4))
+    if isinstance(content, dict):
+        np.savez(path, **content)
+    elif callable(content):
+        content(path)
     else:
         path.write_bytes(content)
     with pytest.raises(UserError) as error:
         compare_lib.compare_runs([str(run_dir), str(other)])
-    assert str(error.value).startswith(f"{path}: {message}")
-    assert "\n" not in str(error.value)
+    message = str(error.value)
+    assert message.startswith(f"{path}: {fault}") and "\n" not in message
+    assert "expected the psnr_per_image.npz a denoise run writes" in message
+    if "pickled" not in fault:
+        assert "pickled" not in message
+
+
+@pytest.mark.parametrize(
+    "content, fault",
+    [
+        (bytes(range(128, 256)), "not valid JSON ('utf-8' codec can't decode"),
+        (b"not json", "not valid JSON (Expecting value"),
+        (b"[1, 2]", "holds an array, not a JSON object"),
+    ],
+)
+def test_compare_over_a_bad_metrics_file_names_its_fault_in_one_line(
+    finished_run, tmp_path, content, fault
+):
+    _, run_dir, _ = finished_run
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(run_dir / denoise_job.PSNR_FILE, other)
+    (other / "metrics.json").write_bytes(content)
+    with pytest.raises(UserError) as error:
+        compare_lib.compare_runs([str(run_dir), str(other)])
+    assert str(error.value).startswith(f"{other / 'metrics.json'}: {fault}")
+    assert str(error.value).endswith("expected the metrics.json a denoise run writes.")

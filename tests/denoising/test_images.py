@@ -82,6 +82,25 @@ def test_every_exif_orientation_is_applied_as_pillow_applies_it(orientation, tmp
     assert inference.exif_orientation(str(path)) == orientation
 
 
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_jpeg_reads_as_pillow_shows_it(orientation, tmp_path):
+    # Gradients plus noise, chroma subsampled: TF's default fast IDCT is off
+    # by up to 3 levels here; the accurate one matches Pillow's libjpeg exactly.
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:24, 0:40]
+    smooth = np.stack([x * 6, y * 10, (x + y) * 4], axis=-1)
+    stored = np.clip(smooth + rng.normal(0, 25, smooth.shape), 0, 255)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(stored.astype(np.uint8)).save(
+        path, quality=75, exif=_exif(orientation)
+    )
+    with Image.open(path) as image:
+        shown = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    read = inference.read_rgb_image(str(path))
+    assert read.dtype == np.float32 and read.shape == shown.shape
+    np.testing.assert_array_equal(np.round(read * 255).astype(np.uint8), shown)
+
+
 def test_files_that_already_read_right_still_do(tmp_path):
     rng = np.random.default_rng(0)
     blocks = np.kron(rng.integers(0, 256, (2, 2, 3)), np.ones((8, 8, 1)))

@@ -10,6 +10,8 @@ from cifar_denoise_adv import noise
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import metrics
 from cifar_denoise_adv.core.errors import DataError
+from cifar_denoise_adv.core.errors import UserError
+from tests.conftest import folder_snapshot
 
 
 def test_noise_app_writes_every_promised_output(tiny_cifar, tmp_path):
@@ -75,3 +77,21 @@ def test_noise_app_reports_a_bad_data_dir(tmp_path):
     )
     with pytest.raises(DataError, match="--data_dir"):
         noise.APP.job(config, log=lambda message: None)
+
+
+def test_a_failed_check_keeps_the_run_overwrite_would_replace(tiny_cifar, tmp_path):
+    """A bad --data_dir, or a --target_psnr no sigma reaches (known only once
+    the data is read), stops the run before --overwrite removes anything."""
+    run_dir = tmp_path / "run"
+    argv = ["noise", f"--data_dir={tiny_cifar}", f"--run_dir={run_dir}"]
+    noise.APP.job(noise.APP.parse([*argv, "--sigma=0.1"]), log=lambda message: None)
+    before = folder_snapshot(run_dir)
+    bad_runs = [
+        (["--sigma=0.2", f"--data_dir={tmp_path / 'missing'}"], "^--data_dir="),
+        (["--sigma=0.2", "--target_psnr=1"], "^--target_psnr=1: no sigma"),
+    ]
+    for flags, message in bad_runs:
+        config = noise.APP.parse([*argv, *flags, "--overwrite"])
+        with pytest.raises(UserError, match=message):
+            noise.APP.job(config, log=lambda message: None)
+        assert folder_snapshot(run_dir) == before

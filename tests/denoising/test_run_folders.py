@@ -16,6 +16,7 @@ from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.errors import DataError
 from cifar_denoise_adv.core.errors import UserError
+from tests.conftest import folder_snapshot
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = dict(
@@ -92,6 +93,54 @@ def test_overwrite_starts_afresh_and_keeps_the_users_files(uninterrupted, tmp_pa
     assert json.loads((run_dir / runs.RUN_FILE).read_text())["foreign"] == [
         "my_notes.txt"
     ]
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("data_dir", "no such file or folder"),
+        ("init_from", "no model.keras"),
+    ],
+)
+def test_overwrite_with_a_bad_input_keeps_the_finished_run(
+    uninterrupted, tmp_path, flag, message
+):
+    """Every input is checked before --overwrite removes anything."""
+    data_dir, finished, _ = uninterrupted
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    before = folder_snapshot(run_dir)
+    bad = str(tmp_path / "nonexistent")
+    if flag == "init_from":  # a folder without a model
+        os.mkdir(bad)
+    settings = {"data_dir": data_dir, flag: bad}
+    with pytest.raises(UserError, match=f"^--{flag}=.*{message}"):
+        _run(settings.pop("data_dir"), run_dir, sigma=0.2, overwrite=True, **settings)
+    assert folder_snapshot(run_dir) == before
+
+
+def test_init_from_another_architecture_is_refused_before_overwriting(
+    uninterrupted, tmp_path
+):
+    data_dir, finished, _ = uninterrupted
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    before = folder_snapshot(run_dir)
+    with pytest.raises(UserError) as error:
+        _run(data_dir, run_dir, filters=8, init_from=finished, overwrite=True)
+    assert str(error.value) == (
+        f"--init_from={finished}: its model does not match this architecture "
+        "(weight 0 has shape [3, 3, 12, 4], this one [3, 3, 12, 8]); expected a "
+        "denoise run with the same --arch, --num_blocks, --filters and --downscale."
+    )
+    assert folder_snapshot(run_dir) == before
+
+
+def test_a_bad_data_dir_in_a_new_folder_leaves_no_folder(uninterrupted, tmp_path):
+    run_dir = tmp_path / "new" / "run"
+    with pytest.raises(UserError, match="^--data_dir="):
+        _run(str(tmp_path / "nonexistent"), run_dir)
+    assert os.listdir(tmp_path) == []
 
 
 _KILLER = textwrap.dedent(

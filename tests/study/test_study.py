@@ -403,6 +403,7 @@ def test_a_folder_the_study_did_not_make_is_kept_byte_for_byte(tmp_path, monkeyp
     assert "was not made by the study" in message and "--force" in message
     assert _tree(mine) == before
     assert fakes["classifier"].calls == fakes["fgsm"].calls == 0  # nothing ran
+    assert os.listdir(tmp_path) == ["classifier"]  # not even a lock file
 
     # --force moves it aside, untouched, and runs the step in a new folder.
     record = plan.run(plans, study_dir=study_dir, force=True)
