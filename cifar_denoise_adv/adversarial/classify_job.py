@@ -60,7 +60,9 @@ class ClassifyConfig(training.TrainingConfig):
     """
 
     epochs: int = setting(40, "Training epochs.", low=1)
-    batch_size: int = setting(256, "Images per training batch.", low=1)
+    batch_size: int = setting(
+        256, "Images per training step over all replicas (the global batch).", low=1
+    )
     learning_rate: float = setting(
         0.375, "Peak learning rate of the schedule.", low=0.0, low_open=True
     )

@@ -39,6 +39,7 @@ import filelock
 from cifar_denoise_adv.core import apps
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import workers
 from cifar_denoise_adv.core.errors import UserError
 
 RUN_FILE = "run.json"
@@ -240,13 +241,18 @@ def guarded(app: str, *, same_settings: bool = True):
     """Decorates a job `run(config, ...)` so that it runs under `claim`.
 
     The config is resolved first (absolute paths), as the job does itself.
+    A non-chief worker of a --strategy=multi_worker run claims and writes a
+    temporary folder of its own instead of run_dir (`workers.worker_config`).
     """
 
     def decorate(job):
         @functools.wraps(job)
         def wrapped(config, *args, **kwargs):
             config = config_lib.resolve(config)
-            with claim(config, app, same_settings=same_settings):
+            with (
+                workers.worker_config(config) as config,
+                claim(config, app, same_settings=same_settings),
+            ):
                 return job(config, *args, **kwargs)
 
         return wrapped

@@ -26,6 +26,7 @@ from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import pipelines
 from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import progress
+from cifar_denoise_adv.core import workers
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
@@ -40,7 +41,12 @@ class TrainingConfig(config_lib.RunConfig):
     """Settings every training job has; a job's config adds its own."""
 
     epochs: int = setting(10, "Training epochs.", low=1)
-    batch_size: int = setting(64, "Images per training batch.", low=1)
+    batch_size: int = setting(
+        64,
+        "Images per training step over all replicas (the global batch; with "
+        "--strategy=mirrored or multi_worker each of N replicas gets 1/N).",
+        low=1,
+    )
     learning_rate: float = setting(
         1e-3, "Peak learning rate of the schedule.", low=0.0, low_open=True
     )
@@ -73,7 +79,8 @@ class TrainingConfig(config_lib.RunConfig):
     strategy: str = setting(
         "default",
         "tf.distribute strategy: default (one device), mirrored (all local "
-        "GPUs, or CPUs), multi_worker (hosts described by TF_CONFIG).",
+        "GPUs, or the CPU), multi_worker (the processes or hosts of TF_CONFIG; "
+        "only the chief writes --run_dir).",
         choices=STRATEGIES,
     )
     jit_compile: bool = setting(False, "Compile the training step with XLA.")
@@ -98,16 +105,26 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     """
     if name == "default":
         return tf.distribute.get_strategy()
+    console.hide_distribution_info()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise UserError(
-                "--strategy=multi_worker reads the cluster from the environment "
-                "variable TF_CONFIG, which is not set."
-            )
+        workers.task_from_environment()  # one line for a missing or bad TF_CONFIG
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise UserError(f"--strategy={name}: expected default, mirrored or multi_worker.")
+
+
+def check_batch_size(batch_size: int, replicas: int) -> None:
+    """--batch_size is the global batch: each of the replicas gets an equal part.
+
+    Raises:
+      UserError: naming --batch_size when it does not divide evenly.
+    """
+    if batch_size % replicas:
+        raise UserError(
+            f"--batch_size={batch_size} is the global batch, split evenly over "
+            f"the strategy's {replicas} replicas: give a multiple of {replicas}."
+        )
 
 
 def completed_epochs(run_dir: str) -> int:
@@ -155,8 +172,11 @@ def start_run(config: TrainingConfig, log) -> RunStart:
     """
     outputs.make_run_dir(config.run_dir)
     keras.utils.set_random_seed(config.seed)
-    precision.check_precision(config.precision)
     strategy = make_strategy(config.strategy)
+    precision.check_precision(config.precision)
+    check_batch_size(config.batch_size, strategy.num_replicas_in_sync)
+    if workers.is_multi_worker(strategy):
+        log(workers.describe(config.run_dir))
     data_dir = config.data_dir or None
     images, labels = data.load_arrays(
         "train", data_dir, config.max_train_images or None
@@ -168,7 +188,8 @@ def start_run(config: TrainingConfig, log) -> RunStart:
     if len(validation):
         validation_set = pipelines.from_arrays(images[validation], labels[validation])
     test_set = data.load("test", data_dir).take(config.max_test_images or -1)
-    done = completed_epochs(config.run_dir)
+    # Another worker's run folder is a new temporary one: the chief's count.
+    done = workers.from_chief(strategy, completed_epochs(config.run_dir))
     if done:
         log(f"resuming after epoch {done} of {config.epochs}")
     return RunStart(
@@ -221,9 +242,13 @@ def fit_resumable(
     if verbose == "auto":
         verbose = 1 if console.is_terminal() else 0
         lines = [] if verbose else [callbacks_lib.EpochLines(epochs, log)]
+    workers.prepare_model(model, train.element_spec)
+    workers.synchronize_batch_norm(model)
     model.fit(
-        train,
-        validation_data=validation,
+        workers.shard_by_data(train),
+        validation_data=(
+            None if validation is None else workers.shard_by_data(validation)
+        ),
         epochs=epochs,
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles
@@ -237,6 +262,7 @@ def fit_resumable(
                 # so a kill during the write loses nothing.
                 double_checkpoint=True,
             ),
+            workers.ChiefState(),  # after the restore: the chief's state everywhere
             callbacks_lib.TensorBoard(os.path.join(run_dir, "tb")),
             *callbacks,
             *lines,
