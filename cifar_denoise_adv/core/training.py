@@ -109,8 +109,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        workers.task_from_environment()  # one line for a missing or bad TF_CONFIG
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return workers.join_cluster()
     raise UserError(f"--strategy={name}: expected default, mirrored or multi_worker.")
 
 

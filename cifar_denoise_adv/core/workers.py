@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -98,10 +99,16 @@ def is_chief(config) -> bool:
 def worker_config(config) -> Iterator:
     """The config this process runs: a non-chief worker's writes a temporary folder.
 
-    The chief (and every process of a one-process run) gets `config`
-    unchanged; another worker of a --strategy=multi_worker run gets it with
-    run_dir set to a new temporary folder, removed when the block ends.
+    A worker first joins the cluster (`join_cluster`), before anything can
+    stop it, so that a worker that stops (e.g. the chief refusing its
+    --run_dir) ends the others' collectives with an error instead of leaving
+    them waiting for it to join. The chief (and every process of a
+    one-process run) gets `config` unchanged; another worker of a
+    --strategy=multi_worker run gets it with run_dir set to a new temporary
+    folder, removed when the block ends.
     """
+    if getattr(config, "strategy", "default") == "multi_worker":
+        join_cluster()
     if is_chief(config):
         yield config
         return
@@ -122,6 +129,17 @@ def describe(run_dir: str) -> str:
         else f"writes to {run_dir}, removed at the end"
     )
     return f"{task.type} {task.index} of {task.processes} processes, {role}: {where}"
+
+
+@functools.cache
+def join_cluster() -> tf.distribute.MultiWorkerMirroredStrategy:
+    """The process's one MultiWorkerMirroredStrategy, made on the first call.
+
+    Making it starts this worker's server and waits until every process of
+    TF_CONFIG has joined; TensorFlow allows it once per process.
+    """
+    task_from_environment()  # one line for a missing or bad TF_CONFIG
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
