@@ -9,6 +9,7 @@ import pytest
 
 from cifar_denoise_adv import classify
 from cifar_denoise_adv import compare
+from cifar_denoise_adv import defend
 from cifar_denoise_adv import denoise
 from cifar_denoise_adv import denoise_image
 from cifar_denoise_adv import noise
@@ -32,6 +33,7 @@ APPS = {
         universal.APP,
         compare.APP,
         denoise_image.APP,
+        defend.APP,
         study.APP,
     )
 }
@@ -53,6 +55,7 @@ def test_there_are_flag_files():
         "classify",
         "targeted",
         "universal",
+        "defend",
         "study",
     }
 
@@ -111,6 +114,9 @@ def test_a_flag_after_the_flagfile_overrides_it():
         (universal.APP, "--xi=10"),
         (universal.APP, "--sweep_xi=2/255,0"),
         (universal.APP, "--delta=1.5"),
+        (defend.APP, "--epsilons=2/255,8"),
+        (defend.APP, "--eot_draws=0"),
+        (defend.APP, "--reference_epsilon=3/255"),
         (study.APP, "--rerun=noise,nonsense"),
         # Ranges added by the audit of every setting (issue 18).
         (noise.APP, "--sigma=0"),

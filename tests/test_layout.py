@@ -80,6 +80,7 @@ def test_apps_are_where_users_call_them():
         "classify",
         "targeted",
         "universal",
+        "defend",
     ):
         source = (PACKAGE / f"{app}.py").read_text(encoding="utf-8")
         assert "APP = apps.App(" in source, app

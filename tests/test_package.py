@@ -13,11 +13,14 @@ import sys
 import textwrap
 import zipfile
 
+import keras
 import numpy as np
 import pytest
 
+from cifar_denoise_adv.adversarial import airbench
 from cifar_denoise_adv.adversarial import classifier
 from cifar_denoise_adv.core import console
+from cifar_denoise_adv.core import schedules
 from cifar_denoise_adv.denoising import models
 from tests.conftest import write_cifar
 
@@ -58,13 +61,26 @@ def test_keras_files_load_in_a_fresh_python_after_one_import(tmp_path):
     net = classifier.build_classifier(width=4)
     net.compile(optimizer="sgd", loss=classifier.SparseSmoothedCrossentropy(0.1))
     images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    # The classify app's default: airbench inside test-time augmentation,
+    # trained with the triangle schedule.
+    whitening = airbench.whitening_kernel(
+        images, classifier.CIFAR10_MEAN, classifier.CIFAR10_STD
+    )
+    network = airbench.build_airbench(whitening, width=4, depth=3)
+    network.compile(
+        optimizer=keras.optimizers.SGD(schedules.Triangle(0.1, 10)),
+        loss=classifier.SparseSmoothedCrossentropy(0.2),
+    )
+    tta = classifier.with_test_time_augmentation(network, 2)
     denoiser.save(tmp_path / "denoiser.keras")
     net.save(tmp_path / "classifier.keras")
+    tta.save(tmp_path / "airbench.keras")
     np.savez(
         tmp_path / "expected.npz",
         images=images,
         denoised=denoiser.predict(images, verbose=0),
         logits=net.predict(images, verbose=0),
+        airbench=tta.predict(images, verbose=0),
     )
     code = textwrap.dedent(
         """
@@ -73,7 +89,9 @@ def test_keras_files_load_in_a_fresh_python_after_one_import(tmp_path):
         import numpy as np
 
         expected = np.load("expected.npz")
-        for name, key in (("denoiser", "denoised"), ("classifier", "logits")):
+        for name, key in (
+            ("denoiser", "denoised"), ("classifier", "logits"), ("airbench", "airbench")
+        ):
             model = keras.saving.load_model(f"{name}.keras")
             got = model.predict(expected["images"], verbose=0)
             print(name, float(np.abs(got - expected[key]).max()))
@@ -82,7 +100,7 @@ def test_keras_files_load_in_a_fresh_python_after_one_import(tmp_path):
     result = _python(code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     differences = dict(line.split() for line in result.stdout.splitlines())
-    assert set(differences) == {"denoiser", "classifier"}
+    assert set(differences) == {"denoiser", "classifier", "airbench"}
     assert all(float(d) < 1e-5 for d in differences.values())
 
 

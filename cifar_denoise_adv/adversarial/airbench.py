@@ -166,6 +166,7 @@ def _conv(width: int, name: str):
 def build_airbench(
     whitening: np.ndarray,
     width: int = 64,
+    depth: int = 2,
     num_classes: int = 10,
     bias_scale: float = 8.0,
     mean=(0.4914, 0.4822, 0.4465),
@@ -178,6 +179,8 @@ def build_airbench(
       whitening: the whitening conv's kernel, `whitening_kernel(...)`; it
         stays frozen (its bias trains).
       width: channels of the first group; the others have 4x.
+      depth: convs per group: 2 (airbench94) or 3 (airbench96: the last
+        two with a residual connection over them).
       num_classes: number of logits.
       bias_scale: `ScaledBias` scale (8: airbench's 64x bias learning rate).
       mean: per-channel normalisation mean (pixel units).
@@ -188,6 +191,8 @@ def build_airbench(
       Uncompiled keras.Model: float32 [B, 32, 32, 3] in [0, 1] -> float32
       logits [B, num_classes].
     """
+    if depth not in (2, 3):
+        raise ValueError(f"depth must be 2 or 3, got {depth}.")
     if width < 1 or num_classes < 2:
         raise ValueError(
             f"need width >= 1, num_classes >= 2; got {width}, {num_classes}."
@@ -204,9 +209,20 @@ def build_airbench(
         x = layers.MaxPooling2D(2, name=f"group{group}_pool")(x)
         x = _batch_norm(x, f"group{group}_norm1", bias_scale)
         x = layers.Activation("gelu", name=f"group{group}_gelu1")(x)
+        if depth == 2:
+            x = _conv(group_width, f"group{group}_conv2")(x)
+            x = _batch_norm(x, f"group{group}_norm2", bias_scale)
+            x = layers.Activation("gelu", name=f"group{group}_gelu2")(x)
+            continue
+        # airbench96: two more convs, a residual connection over them.
+        shortcut = x
         x = _conv(group_width, f"group{group}_conv2")(x)
         x = _batch_norm(x, f"group{group}_norm2", bias_scale)
         x = layers.Activation("gelu", name=f"group{group}_gelu2")(x)
+        x = _conv(group_width, f"group{group}_conv3")(x)
+        x = _batch_norm(x, f"group{group}_norm3", bias_scale)
+        x = layers.Add(name=f"group{group}_add")([x, shortcut])
+        x = layers.Activation("gelu", name=f"group{group}_gelu3")(x)
     x = layers.MaxPooling2D(3, name="final_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(num_classes, use_bias=False, name="dense")(x)

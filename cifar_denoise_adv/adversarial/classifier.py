@@ -163,10 +163,11 @@ def with_test_time_augmentation(model: keras.Model, level: int) -> keras.Model:
 
 @keras.saving.register_keras_serializable(package="cifar_denoise_adv")
 class SparseSmoothedCrossentropy(keras.losses.Loss):
-    """Cross-entropy of integer labels against logits, with label smoothing.
+    """Cross-entropy against logits, with label smoothing.
 
-    Keras 3's SparseCategoricalCrossentropy has no label smoothing; this
-    one-hot encodes the labels and uses the categorical version.
+    Takes integer labels [B] (or [B, 1]), which it one-hot encodes (Keras 3's
+    SparseCategoricalCrossentropy has no label smoothing), or label
+    distributions [B, num_classes] as CutMix makes them.
     """
 
     def __init__(self, smoothing: float = 0.0, num_classes: int = 10, **kwargs):
@@ -176,9 +177,13 @@ class SparseSmoothedCrossentropy(keras.losses.Loss):
         self.num_classes = num_classes
 
     def call(self, y_true, y_pred):
-        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        if y_true.shape.rank == 2 and y_true.shape[-1] == self.num_classes > 1:
+            target = tf.cast(y_true, y_pred.dtype)  # label distributions
+        else:
+            labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+            target = tf.one_hot(labels, self.num_classes)
         return keras.losses.categorical_crossentropy(
-            tf.one_hot(labels, self.num_classes),
+            target,
             y_pred,
             from_logits=True,
             label_smoothing=self.smoothing,

@@ -79,6 +79,13 @@ class ClassifyConfig(training.TrainingConfig):
         choices=ARCHS,
     )
     width: int = setting(64, "Channels of the first conv group (see --arch).", low=1)
+    depth: int = setting(
+        2,
+        "airbench: convs per group, 2 (airbench94) or 3 (airbench96: the last "
+        "two with a residual connection).",
+        low=2,
+        high=3,
+    )
     dropout: float = setting(
         0.0,
         "resnet9: dropout before the dense layer.",
@@ -115,6 +122,14 @@ class ClassifyConfig(training.TrainingConfig):
         "Side of the cutout square in training images, pixels (0: none).",
         low=0,
         high=32,
+    )
+    cutmix: float = setting(
+        0.0,
+        "Chance that a training batch is mixed by CutMix (Yun et al. 2019): a "
+        "box of each image from the next one, labels mixed by area (0: none).",
+        unit=config_lib.FRACTION,
+        low=0.0,
+        high=1.0,
     )
     tta: int = setting(
         2,
@@ -202,11 +217,17 @@ def _pipelines(config: ClassifyConfig, setup: training.RunStart):
         augment=config.augment,
         translate=config.translate,
         cutout=config.cutout,
+        cutmix=config.cutmix,
+        one_hot=data.NUM_CLASSES,
     )
     validation = None
     if setup.validation_set is not None:
         validation = pipelines.labelled_batches(
-            setup.validation_set, batch_size=256, seed=0, training=False
+            setup.validation_set,
+            batch_size=256,
+            seed=0,
+            training=False,
+            one_hot=data.NUM_CLASSES,
         )
     augmented, _ = next(iter(train))
     summaries.write(
@@ -251,7 +272,9 @@ def _build(config: ClassifyConfig, setup: training.RunStart) -> keras.Model:
         whitening = airbench.whitening_kernel(
             images, classifier.CIFAR10_MEAN, classifier.CIFAR10_STD
         )
-        model = airbench.build_airbench(whitening, width=config.width)
+        model = airbench.build_airbench(
+            whitening, width=config.width, depth=config.depth
+        )
     else:
         model = classifier.build_classifier(width=config.width, dropout=config.dropout)
     steps = setup.steps_per_epoch
@@ -268,7 +291,8 @@ def _build(config: ClassifyConfig, setup: training.RunStart) -> keras.Model:
             weight_decay=config.weight_decay,
         ),
         loss=classifier.SparseSmoothedCrossentropy(config.label_smoothing),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # The pipelines give one-hot labels (CutMix mixes them).
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=config.jit_compile,
     )
     return model

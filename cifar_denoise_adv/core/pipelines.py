@@ -94,6 +94,50 @@ def crop_flip_augment(
     return image
 
 
+def apply_cutmix(
+    images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, probability: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """CutMix on a batch (Yun et al., ICCV 2019), with probability `probability`.
+
+    A box of area (1 - lam) of each image, lam ~ U(0, 1) (Beta(1, 1)) and
+    its centre uniform, is replaced by the same box of the next image of the
+    batch (the batch is already shuffled), and the labels are mixed by the
+    area kept: lam' y + (1 - lam') y_next.
+
+    Args:
+      images: float32 [B, H, W, C].
+      labels: float32 [B, K] label distributions (one-hot).
+      seed: int [2] stateless seed of this batch.
+      probability: chance that the batch is mixed at all, in [0, 1].
+
+    Returns:
+      (images, labels) of the same shapes.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    lam = tf.random.stateless_uniform([], seeds[0])
+    ratio = tf.sqrt(1.0 - lam)
+    box_h = tf.cast(tf.cast(height, tf.float32) * ratio, tf.int32)
+    box_w = tf.cast(tf.cast(width, tf.float32) * ratio, tf.int32)
+    centre = tf.random.stateless_uniform([2], seeds[1], 0, 1)
+    cy = tf.cast(centre[0] * tf.cast(height, tf.float32), tf.int32)
+    cx = tf.cast(centre[1] * tf.cast(width, tf.float32), tf.int32)
+    rows = tf.range(height)
+    cols = tf.range(width)
+    inside_rows = (rows >= cy - box_h // 2) & (rows < cy + box_h // 2)
+    inside_cols = (cols >= cx - box_w // 2) & (cols < cx + box_w // 2)
+    box = tf.cast(inside_rows[:, None] & inside_cols[None, :], images.dtype)
+    mixed = tf.random.stateless_uniform([], seeds[2]) < probability
+    box = box * tf.cast(mixed, images.dtype)
+    kept = 1.0 - tf.reduce_mean(box)
+    box = box[None, :, :, None]
+    partner_images = tf.roll(images, shift=1, axis=0)
+    partner_labels = tf.roll(labels, shift=1, axis=0)
+    images = images * (1.0 - box) + partner_images * box
+    labels = kept * labels + (1.0 - kept) * partner_labels
+    return images, labels
+
+
 def labelled_batches(
     dataset: tf.data.Dataset,
     *,
@@ -103,6 +147,8 @@ def labelled_batches(
     augment: bool = True,
     translate: int = 4,
     cutout: int = 0,
+    cutmix: float = 0.0,
+    one_hot: int = 0,
     shuffle_buffer: int = 50_000,
 ) -> tf.data.Dataset:
     """Batches of (image, label) for classification; augmentation on the fly.
@@ -116,6 +162,10 @@ def labelled_batches(
         horizontal flip.
       translate: the padding, i.e. the largest shift in pixels.
       cutout: with `augment`, side of the cutout square (0: none).
+      cutmix: with `augment` and `one_hot`, the chance that a training batch
+        is mixed by `cutmix` (0: never).
+      one_hot: if > 0, labels become float32 [B, one_hot] distributions
+        (one-hot; CutMix mixes them); else they stay integers.
       shuffle_buffer: shuffle buffer size.
     """
     dataset = dataset.cache()
@@ -133,4 +183,15 @@ def labelled_batches(
                 ),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    batches = dataset.batch(batch_size)
+    if one_hot:
+        batches = batches.map(lambda x, y: (x, tf.one_hot(y, one_hot)))
+        if training and augment and cutmix:
+            seeds = tf.data.Dataset.random(
+                seed=seed + 1, rerandomize_each_iteration=True
+            ).batch(2)
+            batches = tf.data.Dataset.zip(batches, seeds).map(
+                lambda pair, batch_seed: apply_cutmix(*pair, batch_seed, cutmix),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+    return batches.prefetch(tf.data.AUTOTUNE)

@@ -45,6 +45,7 @@ from collections.abc import Collection
 from collections.abc import Sequence
 
 from cifar_denoise_adv import classify
+from cifar_denoise_adv import defend
 from cifar_denoise_adv import denoise
 from cifar_denoise_adv import noise
 from cifar_denoise_adv import targeted
@@ -72,7 +73,8 @@ class Step:
     result_file: str = "metrics.json"
 
 
-# In the order they run; the attacks need the classifier.
+# In the order they run; the attacks need the classifier, the defense needs
+# the classifier and the ResNet denoiser.
 STEPS = (
     Step("noise", "noise", "noise"),
     Step("resnet", "denoise", "denoisers"),
@@ -89,11 +91,19 @@ STEPS = (
         needs=("classifier",),
         result_file="sweep.json",
     ),
+    Step("defend", "defend", "defense", needs=("classifier", "resnet")),
 )
 STEP_NAMES = tuple(step.name for step in STEPS)
 APPS = {
     app.name: app
-    for app in (noise.APP, denoise.APP, classify.APP, targeted.APP, universal.APP)
+    for app in (
+        noise.APP,
+        denoise.APP,
+        classify.APP,
+        targeted.APP,
+        universal.APP,
+        defend.APP,
+    )
 }
 
 
@@ -128,6 +138,9 @@ class StudyConfig(config_lib.Config):
     )
     universal_sweep_flagfile: str = setting(
         "", "Flag file of the fooling-rate sweep step (needs --sweep_xi)."
+    )
+    defend_flagfile: str = setting(
+        "", "Flag file of the defense step (the ResNet denoiser before the classifier)."
     )
     force: bool = setting(False, "Rerun every step, even up-to-date ones.")
     rerun: tuple[str, ...] = setting(
@@ -303,10 +316,15 @@ def _run(plans, study_dir: str, force, data_source: str, log) -> dict:
 
 
 def _check_step(step: Step, config, flag: str) -> None:
-    if step.app in ("targeted", "universal") and not config.classifier:
+    if step.app in ("targeted", "universal", "defend") and not config.classifier:
         raise UserError(
             f"--{flag}: no --classifier, and the study has no classifier step "
             "(--classifier_flagfile)."
+        )
+    if step.app == "defend" and not config.denoiser:
+        raise UserError(
+            f"--{flag}: no --denoiser, and the study has no ResNet denoiser step "
+            "(--resnet_flagfile)."
         )
     if step.app == "universal":
         is_sweep = step.name == "universal_sweep"
@@ -332,8 +350,10 @@ def plans(config: StudyConfig, log) -> list[Plan]:
         flag = f"{step.name}_flagfile={flagfile}"
         run_dir = os.path.join(config.study_dir, step.name)
         overrides = {"run_dir": run_dir, "data_dir": config.data_dir}
-        if step.needs == ("classifier",) and config.classifier_flagfile:
+        if "classifier" in step.needs and config.classifier_flagfile:
             overrides["classifier"] = os.path.join(config.study_dir, "classifier")
+        if "resnet" in step.needs and config.resnet_flagfile:
+            overrides["denoiser"] = os.path.join(config.study_dir, "resnet")
         app = APPS[step.app]
         try:
             job_config = config_lib.resolve(app.parse_flagfile(flagfile, overrides))

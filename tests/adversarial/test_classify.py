@@ -47,6 +47,7 @@ def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
             "--validation_images=4",
             "--label_smoothing=0.1",
             "--cutout=8",
+            "--cutmix=0.5",
         ]
     )
     classify.APP.job(config, log=lambda message: None)

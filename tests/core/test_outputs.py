@@ -12,6 +12,7 @@ import pytest
 
 from cifar_denoise_adv import classify
 from cifar_denoise_adv import compare
+from cifar_denoise_adv import defend
 from cifar_denoise_adv import denoise
 from cifar_denoise_adv import denoise_image
 from cifar_denoise_adv import noise
@@ -22,6 +23,7 @@ from cifar_denoise_adv.adversarial.targeted_job import TargetedConfig
 from cifar_denoise_adv.adversarial.universal_job import UniversalConfig
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core.errors import UserError
+from cifar_denoise_adv.defense.defend_job import DefendConfig
 from cifar_denoise_adv.denoising.compare import CompareConfig
 from cifar_denoise_adv.denoising.denoise_job import DenoiseConfig
 from cifar_denoise_adv.denoising.inference import DenoiseImageConfig
@@ -187,6 +189,8 @@ def _replay_cases(root):
                 translate=4,
                 cutout=8,
                 tta=1,
+                depth=3,
+                cutmix=0.5,
             ),
         ),
         "targeted": (
@@ -234,6 +238,42 @@ def _replay_cases(root):
                 sweep_xi=(2 / 255, 4 / 255, 10 / 255),
             ),
         ),
+        "defend": (
+            defend.APP,
+            DefendConfig(
+                run_dir=folder,
+                data_dir=data_dir,
+                seed=7,
+                classifier=str(root / "classifier"),
+                denoiser=str(root / "resnet"),
+                num_images=300,
+                adaptive_images=100,
+                eot_images=20,
+                epsilons=(1 / 255, 4 / 255, 12 / 255),
+                reference_epsilon=4 / 255,
+                pgd_steps=40,
+                pgd_step_factor=2.0,
+                randomised=False,
+                randomised_sigma=0.05,
+                noisy_sigma=0.08,
+                eot_draws=16,
+                eval_draws=3,
+                targeted_epsilon=0.03,
+                targeted_steps=12,
+                targeted_step_size=0.004,
+                universal_xi=8 / 255,
+                universal_train_images=500,
+                universal_epochs=3,
+                universal_batch_size=64,
+                universal_step_size=0.003,
+                universal_final_step_size=0.0001,
+                square_queries=100,
+                square_images=40,
+                classifier_tta=1,
+                batch_size=50,
+                num_examples=3,
+            ),
+        ),
         "compare": (
             compare.APP,
             CompareConfig(
@@ -266,6 +306,7 @@ def _replay_cases(root):
                         "universal",
                         "universal_deepfool",
                         "universal_sweep",
+                        "defend",
                     )
                 },
                 force=True,
@@ -281,6 +322,7 @@ APP_NAMES = [
     "classify",
     "targeted",
     "universal",
+    "defend",
     "compare",
     "denoise_image",
     "study",

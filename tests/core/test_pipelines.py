@@ -89,3 +89,42 @@ def test_training_jobs_validate_on_training_images_never_test_images(tmp_path):
     assert not as_bytes(held_out) & test_pixels
     assert not as_bytes(held_out) & as_bytes(trained)
     assert setup.image_counts(6) == {"train": 23, "validation": 7, "test": 6}
+
+
+def test_cutmix_mixes_a_box_and_the_labels_by_its_area():
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(size=(4, 32, 32, 3)), tf.float32)
+    labels = tf.one_hot([0, 1, 2, 3], 10)
+    seed = tf.constant([5, 7], tf.int64)
+    mixed, mixed_labels = pipelines.apply_cutmix(images, labels, seed, 1.0)
+    partner = np.roll(images.numpy(), 1, axis=0)
+    changed = np.any(mixed.numpy() != images.numpy(), axis=-1)  # [B, H, W]
+    # The same box in every image, filled from the previous image of the batch.
+    np.testing.assert_array_equal(changed[0], changed[1])
+    box = changed[0]
+    assert 0 < box.sum() < 32 * 32
+    np.testing.assert_allclose(mixed.numpy()[:, box], partner[:, box])
+    kept = 1.0 - box.mean()
+    np.testing.assert_allclose(mixed_labels.numpy().sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(mixed_labels.numpy()[1, 1], kept, rtol=1e-6)
+    np.testing.assert_allclose(mixed_labels.numpy()[1, 0], 1.0 - kept, rtol=1e-6)
+    same, same_labels = pipelines.apply_cutmix(images, labels, seed, 0.0)
+    np.testing.assert_array_equal(same.numpy(), images.numpy())
+    np.testing.assert_array_equal(same_labels.numpy(), labels.numpy())
+
+
+def test_one_hot_batches_with_cutmix_are_distributions():
+    rng = np.random.default_rng(1)
+    images = rng.uniform(size=(16, 32, 32, 3)).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(16) % 10))
+    batches = pipelines.labelled_batches(
+        dataset, batch_size=8, seed=0, training=True, cutmix=1.0, one_hot=10
+    )
+    for _, labels in batches:
+        assert labels.shape == (8, 10)
+        np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, rtol=1e-6)
+    plain = pipelines.labelled_batches(
+        dataset, batch_size=8, seed=0, training=False, one_hot=10
+    )
+    _, labels = next(iter(plain))
+    np.testing.assert_array_equal(labels.numpy(), np.eye(10)[np.arange(8) % 10])

@@ -58,6 +58,22 @@ TINY_STEP_FLAGS = {
         "--max_iter_deepfool=3",
         "--num_examples=4",
     ],
+    "defend": [
+        "--num_images=4",
+        "--epsilons=2/255,8/255",
+        "--reference_epsilon=8/255",
+        "--pgd_steps=2",
+        "--eot_draws=2",
+        "--eval_draws=2",
+        "--targeted_steps=2",
+        "--universal_train_images=8",
+        "--universal_epochs=1",
+        "--universal_batch_size=8",
+        "--square_queries=3",
+        "--square_images=2",
+        "--batch_size=8",
+        "--num_examples=2",
+    ],
 }
 
 
@@ -150,6 +166,23 @@ def test_every_step_runs_and_the_report_quotes_its_metrics(tiny_study):
             f"{_percent(m['fooling_rate_test'])} ({_percent(m['fooling_rate_train'])})",
             f"chessboard {_percent(m['chessboard_fooling_rate_test'])}",
         ]
+    defend = _metrics(study_dir, "defend")
+    rows = {
+        (r["pipeline"], r["threat_model"], r["attack"], r["epsilon"]): r
+        for r in defend["rows"]
+    }
+    adaptive = rows[("denoised", "adaptive", "pgd", 8 / 255)]["accuracy"]
+    oblivious = rows[("denoised", "oblivious", "pgd", 8 / 255)]["accuracy"]
+    bare = rows[("classifier", "white-box", "pgd", 8 / 255)]["accuracy"]
+    expected += [
+        "6. The denoiser as a defense",
+        f"{_percent(adaptive)} ({_percent(oblivious)}; {_percent(bare)})",
+        "What the defense does and does not buy",
+        # Two PGD steps are too few: the failed check is a warning.
+        "WARNING: check 'attack settings' failed",
+    ]
+    assert defend["classifier"] == os.path.join(study_dir, "classifier")
+    assert defend["denoiser"] == os.path.join(study_dir, "resnet")
     # The references and the explanation of the differences.
     expected += ["19.997 ± 0.110 dB", "28.430 ± 1.270 dB", "28.170 ± 1.230 dB"]
     expected += [
@@ -194,8 +227,9 @@ def test_report_html_is_self_contained(tiny_study):
     parser = _PageParser()
     parser.feed(page)
     images = [attrs for tag, attrs in parser.attributes if tag == "img"]
-    # Noise 1, denoisers 2 x 2, classifier 1, attacks 2 x 2, universal 2 x 3.
-    assert len(images) == 17
+    # Noise 1, denoisers 2 x 2, classifier 1, attacks 2 x 2, universal 2 x 3,
+    # the denoisers' validation curves 1, defense 2.
+    assert len(images) == 19
     for attrs in images:
         prefix = "data:image/png;base64,"
         assert attrs["src"].startswith(prefix)
@@ -253,6 +287,11 @@ def test_a_bad_step_flag_file_names_the_flag(tiny_study, tmp_path):
     fgsm.write_text("--attack=fgsm\n")
     config = plan.StudyConfig(fgsm_flagfile=str(fgsm), study_dir=str(tmp_path / "s"))
     with pytest.raises(UserError, match="--fgsm_flagfile.*no --classifier"):
+        plan.plans(config, log=lambda message: None)
+    defend = tmp_path / "defend.cfg"
+    defend.write_text("--classifier=somewhere\n")
+    config = plan.StudyConfig(defend_flagfile=str(defend), study_dir=str(tmp_path))
+    with pytest.raises(UserError, match="--defend_flagfile.*no --denoiser"):
         plan.plans(config, log=lambda message: None)
     with pytest.raises(UserError, match="no step configured"):
         plan.run_study(plan.StudyConfig(study_dir=str(tmp_path / "s")))

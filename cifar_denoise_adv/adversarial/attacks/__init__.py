@@ -1,4 +1,4 @@
-"""Adversarial attacks: targeted FGSM / I-FGSM, DeepFool, universal perturbations.
+"""Adversarial attacks: FGSM / I-FGSM / PGD, DeepFool, universal, Square Attack.
 
 Pure functions on tensors, in the style of cleverhans' TF2 attacks: no flags,
 no files, no printing. Every gradient comes from `tf.GradientTape`.
@@ -15,6 +15,9 @@ Conventions shared by every function here:
   `project_lp` treats its whole argument as ONE vector (a universal
   perturbation [H, W, C]); `batch_project_lp` projects each example of a
   batch [B, ...] separately, over all axes but the first.
+- A `model_fn` may be random (a randomised defense): the gradient attacks'
+  `num_draws` average that many calls' gradients per step (expectation over
+  transformation).
 - Long loops report progress through an optional `progress` callback, called
   with a dict of plain numbers.
 - Bad arguments raise `UserError` (a `ValueError`) with one line naming the
@@ -32,6 +35,9 @@ from cifar_denoise_adv.adversarial.attacks._checks import Progress
 from cifar_denoise_adv.adversarial.attacks.deepfool import DEEPFOOL_STEP_EPSILON
 from cifar_denoise_adv.adversarial.attacks.deepfool import DeepFoolResult
 from cifar_denoise_adv.adversarial.attacks.deepfool import deepfool
+from cifar_denoise_adv.adversarial.attacks.fgsm import fgsm
+from cifar_denoise_adv.adversarial.attacks.fgsm import input_gradient
+from cifar_denoise_adv.adversarial.attacks.fgsm import pgd
 from cifar_denoise_adv.adversarial.attacks.fgsm import targeted_fgsm
 from cifar_denoise_adv.adversarial.attacks.fgsm import targeted_iterative
 from cifar_denoise_adv.adversarial.attacks.metrics import fooling_rate
@@ -45,6 +51,7 @@ from cifar_denoise_adv.adversarial.attacks.norms import linf_norm
 from cifar_denoise_adv.adversarial.attacks.norms import norm_order
 from cifar_denoise_adv.adversarial.attacks.norms import project_lp
 from cifar_denoise_adv.adversarial.attacks.norms import random_perturbation_like
+from cifar_denoise_adv.adversarial.attacks.square import square_attack
 from cifar_denoise_adv.adversarial.attacks.universal import UniversalResult
 from cifar_denoise_adv.adversarial.attacks.universal import sgd_universal_perturbation
 from cifar_denoise_adv.adversarial.attacks.universal import universal_perturbation
@@ -58,15 +65,19 @@ __all__ = [
     "batch_project_lp",
     "chessboard_perturbation",
     "deepfool",
+    "fgsm",
     "fooling_rate",
+    "input_gradient",
     "l2_norm",
     "linf_norm",
     "misclassification_rate",
     "norm_order",
+    "pgd",
     "predict_labels",
     "project_lp",
     "random_perturbation_like",
     "sgd_universal_perturbation",
+    "square_attack",
     "targeted_fgsm",
     "targeted_iterative",
     "targeted_success_rate",

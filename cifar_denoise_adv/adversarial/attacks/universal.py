@@ -220,18 +220,26 @@ def _report(progress, count, rate, num_images, pass_start, start):
 
 
 @per_model
-def _sgd_universal_step(model_fn, v, images, labels, step_size, xi, linf, clamp):
-    with tf.GradientTape() as tape:
-        tape.watch(v)
-        loss = keras.losses.sparse_categorical_crossentropy(
-            labels, model_fn(tf.clip_by_value(images + v, 0.0, 1.0)), from_logits=True
-        )
-        if clamp is not None:
-            # Shafahi et al.'s clamped loss: images already fooled by a wide
-            # margin stop dominating the gradient.
-            loss = tf.minimum(loss, clamp)
-        loss = tf.reduce_mean(loss)
-    gradient = tape.gradient(loss, v)
+def _sgd_universal_step(
+    model_fn, v, images, labels, step_size, xi, linf, clamp, num_draws=1
+):
+    # One tape per draw of a random model_fn (EOT): the mean of the draws'
+    # gradients, with one forward pass in memory at a time.
+    gradient = tf.zeros_like(v)
+    for _ in range(num_draws):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            loss = keras.losses.sparse_categorical_crossentropy(
+                labels,
+                model_fn(tf.clip_by_value(images + v, 0.0, 1.0)),
+                from_logits=True,
+            )
+            if clamp is not None:
+                # Shafahi et al.'s clamped loss: images already fooled by a
+                # wide margin stop dominating the gradient.
+                loss = tf.minimum(loss, clamp)
+            loss = tf.reduce_mean(loss)
+        gradient += tape.gradient(loss, v) / num_draws
     if linf:
         return tf.clip_by_value(v + step_size * tf.sign(gradient), -xi, xi)
     step = gradient / tf.maximum(tf.norm(gradient), TINY)
@@ -261,6 +269,7 @@ def sgd_universal_perturbation(
     labels=None,
     loss_clamp: float | None = None,
     final_step_size: float | None = None,
+    num_draws: int = 1,
 ) -> UniversalResult:
     """Universal perturbation by mini-batch gradient ascent on v.
 
@@ -293,6 +302,9 @@ def sgd_universal_perturbation(
       final_step_size: optional; if given, the step size decays from
         `step_size` to this value over all steps on a cosine (half period);
         by default it stays `step_size`.
+      num_draws: calls of a random `model_fn` (a randomised defense) whose
+        gradients each step averages: expectation over transformation
+        (Athalye et al., ICML 2018). 1 for a deterministic model.
 
     Returns:
       UniversalResult(perturbation [H, W, C], history with the fooling rate
@@ -308,6 +320,7 @@ def sgd_universal_perturbation(
     size = values_per_image(images)
     step_size = check_step(step_size, "step_size", p, size)
     num_epochs = check_positive_int(num_epochs, "num_epochs")
+    num_draws = check_positive_int(num_draws, "num_draws")
     if loss_clamp is not None and not (np.isfinite(loss_clamp) and loss_clamp > 0):
         raise UserError(f"loss_clamp must be > 0 or None, got {loss_clamp}.")
     clean_labels = predict_unchecked(model_fn, images, batch_size)
@@ -344,6 +357,7 @@ def sgd_universal_perturbation(
                 xi_tensor,
                 p == np.inf,
                 clamp,
+                num_draws,
             )
         rates.append(
             fooling_rate_unchecked(model_fn, images, v, batch_size, clean_labels)

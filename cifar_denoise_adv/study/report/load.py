@@ -17,6 +17,7 @@ STEP_FIGURES = {
     "universal": ["perturbation.png", "fooled_flows.png", "examples.png"],
     "universal_deepfool": ["perturbation.png", "fooled_flows.png", "examples.png"],
     "universal_sweep": ["sweep.png"],
+    "defend": ["accuracy_vs_eps.png", "examples.png"],
 }
 
 

@@ -7,6 +7,7 @@ A document is a list of blocks: ("h1"|"h2"|"h3"|"p", text), ("list", items),
 from __future__ import annotations
 
 from cifar_denoise_adv.study.report import adversarial_sections
+from cifar_denoise_adv.study.report import defense_section
 from cifar_denoise_adv.study.report.references import NOT_REPORTED
 from cifar_denoise_adv.study.report.references import REFERENCE
 from cifar_denoise_adv.study.report.references import REFERENCE_GAP_DB
@@ -113,6 +114,8 @@ def headline(steps: dict, study: dict) -> list:
                     f"rate: {universal_reference_note(m, classifier)}",
                 ]
             )
+    if "defend" in steps:
+        rows.append(defense_section.headline_row(steps["defend"]))
     header = ["quantity", "this study", "reference (original study)", "why they differ"]
     return [("h2", "Headline"), ("table", header, rows)]
 
@@ -373,4 +376,6 @@ def blocks(study: dict) -> list:
         document += adversarial_sections.targeted_section(steps)
     if {"universal", "universal_deepfool", "universal_sweep"} & set(steps):
         document += adversarial_sections.universal_section(steps)
+    if "defend" in steps:
+        document += defense_section.defense_section(steps["defend"])
     return document + details_section(study)
