@@ -37,6 +37,7 @@ from collections.abc import Iterator
 import keras
 import tensorflow as tf
 
+from cifar_denoise_adv.core import console
 from cifar_denoise_adv.core.errors import UserError
 
 TF_CONFIG = "TF_CONFIG"
@@ -139,6 +140,7 @@ def join_cluster() -> tf.distribute.MultiWorkerMirroredStrategy:
     TF_CONFIG has joined; TensorFlow allows it once per process.
     """
     task_from_environment()  # one line for a missing or bad TF_CONFIG
+    console.hide_distribution_info()  # its devices and cluster, a dozen lines
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
