@@ -39,6 +39,7 @@ import filelock
 from cifar_denoise_adv.core import apps
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import workers
 from cifar_denoise_adv.core.errors import UserError
 
@@ -243,17 +244,21 @@ def guarded(app: str, *, same_settings: bool = True):
     The config is resolved first (absolute paths), as the job does itself.
     A non-chief worker of a --strategy=multi_worker run claims and writes a
     temporary folder of its own instead of run_dir (`workers.worker_config`).
+    A --precision this machine cannot run is refused before the claim, so
+    the folder keeps no run.json with settings that a corrected rerun would
+    be refused for (after joining the cluster, so that the other workers
+    stop too).
     """
 
     def decorate(job):
         @functools.wraps(job)
         def wrapped(config, *args, **kwargs):
             config = config_lib.resolve(config)
-            with (
-                workers.worker_config(config) as config,
-                claim(config, app, same_settings=same_settings),
-            ):
-                return job(config, *args, **kwargs)
+            with workers.worker_config(config) as config:
+                if hasattr(config, "precision"):
+                    precision.check_precision(config.precision)
+                with claim(config, app, same_settings=same_settings):
+                    return job(config, *args, **kwargs)
 
         return wrapped
 
