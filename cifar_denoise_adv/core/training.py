@@ -243,30 +243,35 @@ def fit_resumable(
         lines = [] if verbose else [callbacks_lib.EpochLines(epochs, log)]
     workers.prepare_model(model, train.element_spec)
     workers.synchronize_batch_norm(model)
-    model.fit(
-        workers.shard_by_data(train),
-        validation_data=(
-            None if validation is None else workers.shard_by_data(validation)
-        ),
-        epochs=epochs,
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles
-        callbacks=[
-            callbacks_lib.LearningRateUsed(),  # before those that read it
-            record,  # before the backup: progress never lacks a backed-up epoch
-            keras.callbacks.BackupAndRestore(
-                backup_dir,
-                delete_checkpoint=False,
-                # Keeps the previous checkpoint while writing the next one,
-                # so a kill during the write loses nothing.
-                double_checkpoint=True,
+    try:
+        model.fit(
+            workers.shard_by_data(train),
+            validation_data=(
+                None if validation is None else workers.shard_by_data(validation)
             ),
-            workers.ChiefState(),  # after the restore: the chief's state everywhere
-            callbacks_lib.TensorBoard(os.path.join(run_dir, "tb")),
-            *callbacks,
-            *lines,
-        ],
-    )
+            epochs=epochs,
+            verbose=verbose,
+            shuffle=False,  # the tf.data pipeline shuffles
+            callbacks=[
+                callbacks_lib.LearningRateUsed(),  # before those that read it
+                record,  # before the backup: progress never lacks a backed-up epoch
+                keras.callbacks.BackupAndRestore(
+                    backup_dir,
+                    delete_checkpoint=False,
+                    # Keeps the previous checkpoint while writing the next one,
+                    # so a kill during the write loses nothing.
+                    double_checkpoint=True,
+                ),
+                workers.ChiefState(),  # after the restore: the chief's state everywhere
+                callbacks_lib.TensorBoard(os.path.join(run_dir, "tb")),
+                *callbacks,
+                *lines,
+            ],
+        )
+    except tf.errors.UnavailableError as error:
+        if not workers.is_multi_worker(model.distribute_strategy):
+            raise
+        raise workers.lost_worker(error) from None
     return {
         "history": progress.history(record.entries),
         "train_seconds": [entry["seconds"] for entry in record.entries],

@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -285,3 +286,19 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
         tf.data.experimental.AutoShardPolicy.DATA
     )
     return dataset.with_options(options)
+
+
+def lost_worker(error: tf.errors.UnavailableError) -> UserError:
+    """One line for a multi-worker run whose collective lost a worker.
+
+    TensorFlow aborts every collective of the others when a worker stops
+    sending heartbeats (killed, crashed, its host gone), with a long message
+    naming the tasks; the run is resumed by starting every command again.
+    """
+    tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", str(error))))
+    lost = ", ".join(tasks) if tasks else "a worker"
+    return UserError(
+        f"--strategy=multi_worker: lost {lost} of the TF_CONFIG cluster (it "
+        "stopped answering); start every worker's command again: the run "
+        "resumes after the chief's last completed epoch."
+    )

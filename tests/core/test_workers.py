@@ -134,3 +134,22 @@ def test_distribution_info_lines_are_hidden_and_warnings_kept():
     assert not tf_logger.filter(record(logging.INFO, path))
     assert tf_logger.filter(record(logging.WARNING, path))
     assert tf_logger.filter(record(logging.INFO, "/venv/tensorflow/python/x.py"))
+
+
+def test_a_lost_worker_is_one_line_naming_it_and_how_to_resume():
+    # TensorFlow's message when worker 1 was killed during a training step.
+    error = tf.errors.UnavailableError(
+        None,
+        None,
+        "Collective ops is aborted by: Error reported from /job:worker/task:1: "
+        "The following tasks are unhealthy (stopped sending heartbeats):\n"
+        "/job:worker/replica:0/task:1\nThe tasks have crashed.",
+    )
+    message = str(workers.lost_worker(error))
+    assert message.startswith(
+        "--strategy=multi_worker: lost /job:worker/replica:0/task:1 of the TF_CONFIG"
+    )
+    assert "start every worker's command again" in message and "\n" not in message
+    assert "lost a worker of" in str(
+        workers.lost_worker(tf.errors.UnavailableError(None, None, "Socket closed"))
+    )
