@@ -107,18 +107,23 @@ def worker_config(config) -> Iterator:
     them waiting for it to join. The chief (and every process of a
     one-process run) gets `config` unchanged; another worker of a
     --strategy=multi_worker run gets it with run_dir set to a new temporary
-    folder, removed when the block ends.
+    folder, removed when the block ends. A block that ends well ends with a
+    barrier: the workers leave together, so none sees another stop sending
+    heartbeats while it still writes (TensorFlow logs that as a crash).
     """
-    if getattr(config, "strategy", "default") == "multi_worker":
+    multi_worker = getattr(config, "strategy", "default") == "multi_worker"
+    if multi_worker:
         join_cluster()
     if is_chief(config):
         yield config
-        return
-    folder = tempfile.mkdtemp(prefix="cifar_denoise_adv_worker_")
-    try:
-        yield dataclasses.replace(config, run_dir=folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        folder = tempfile.mkdtemp(prefix="cifar_denoise_adv_worker_")
+        try:
+            yield dataclasses.replace(config, run_dir=folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    if multi_worker:
+        from_chief(join_cluster(), 0)  # an all-reduce: every worker is here
 
 
 def describe(run_dir: str) -> str:

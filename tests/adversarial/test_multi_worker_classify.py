@@ -55,6 +55,8 @@ def test_two_workers_train_the_classifier_like_one_process(tmp_path):
     for index, worker in enumerate(workers):
         assert worker.returncode == 0, f"worker {index}:\n{worker.log[-3000:]}"
         assert "test accuracy" in worker.log, f"worker {index}:\n{worker.log}"
+        # They leave together: none logs the other as crashed.
+        assert "unhealthy" not in worker.log, f"worker {index}:\n{worker.log}"
     assert "the chief: writes the run folder" in workers[0].log
     assert "not the chief" in workers[1].log
     assert list((tmp_path / "cluster" / "temp").iterdir()) == []

@@ -60,6 +60,8 @@ def _two_workers(data_dir, run_dir, folder):
     for index, worker in enumerate(workers):
         assert worker.returncode == 0, f"worker {index}:\n{worker.log[-3000:]}"
         assert "recovered PSNR" in worker.log, f"worker {index}:\n{worker.log}"
+        # They leave together: none logs the other as crashed.
+        assert "unhealthy" not in worker.log, f"worker {index}:\n{worker.log}"
     assert list((folder / "temp").iterdir()) == []  # worker 1's folder is gone
     return [worker.log for worker in workers]
 
