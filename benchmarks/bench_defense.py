@@ -76,7 +76,7 @@ def _models(args):
         )
     if not (args.classifier and args.denoiser):
         sys.exit("give --classifier and --denoiser runs, or --untrained")
-    classifier, _ = loading.with_tta_level(
+    classifier, _ = classifier_lib.with_tta_level(
         loading.load_checked(args.classifier, "classifier"), level
     )
     return classifier, loading.load_checked(args.denoiser, "denoiser")

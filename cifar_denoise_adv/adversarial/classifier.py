@@ -161,6 +161,43 @@ def with_test_time_augmentation(model: keras.Model, level: int) -> keras.Model:
     return keras.Model(images, logits, name=f"{model.name}_tta{level}")
 
 
+def test_time_augmentation(model: keras.Model) -> tuple[keras.Model, int]:
+    """(network, level): the net inside a test-time-augmentation wrapper.
+
+    A `classify` run exports its network wrapped by
+    `classifier.with_test_time_augmentation` (its logits averaged over
+    mirrored and shifted views: each view is one more pass of the network,
+    to run and to differentiate). For such a model this returns the network
+    and the level; for any other, the model itself and level 0.
+    """
+    views = [layer for layer in model.layers if isinstance(layer, Shift)]
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if not views or len(inner) != 1:
+        return model, 0
+    levels = [k for k, v in TTA_VIEWS.items() if len(v) == len(views)]
+    return inner[0], levels[0] if levels else -1
+
+
+def with_tta_level(model: keras.Model, level: int | None) -> tuple[keras.Model, dict]:
+    """The classifier with `level` test-time augmentation (None: as exported).
+
+    Returns:
+      (model, {"exported": its level, "used": the level of the result}); an
+      exported level that `TTA_VIEWS` does not know is -1 and can only be
+      kept as it is.
+    """
+    network, exported = test_time_augmentation(model)
+    if level is None or level == exported:
+        return model, {"exported": exported, "used": exported}
+    if exported == -1:
+        raise UserError(
+            "--classifier_tta: the classifier's test-time augmentation has views "
+            "this version does not know; leave --classifier_tta unset."
+        )
+    rebuilt = with_test_time_augmentation(network, level)
+    return rebuilt, {"exported": exported, "used": level}
+
+
 @keras.saving.register_keras_serializable(package="cifar_denoise_adv")
 class SparseSmoothedCrossentropy(keras.losses.Loss):
     """Cross-entropy against logits, with label smoothing.
@@ -217,6 +254,21 @@ def load_classifier(run_dir: str, log=lambda message: None) -> keras.Model:
         )
     model = keras_files.load(path, "classifier")
     return check_classifier(model, f"--classifier={run_dir}", log)
+
+
+def load_attacked(config: AttackConfig, log=lambda message: None):
+    """(model, tta): the classifier an attack job attacks, and its TTA levels.
+
+    The run's model (`load_classifier`) with --classifier_tta applied
+    (`with_tta_level`); `tta` is {"exported": level, "used": level} for the
+    record.
+
+    Raises:
+      UserError: as `load_classifier`, or naming --classifier_tta when the
+        exported views are unknown to this version.
+    """
+    model = load_classifier(config.classifier, log)
+    return with_tta_level(model, config.classifier_tta)
 
 
 def check_classifier(model: keras.Model, name: str, log=lambda message: None):
@@ -289,6 +341,14 @@ class AttackConfig(config_lib.RunConfig):
         "",
         "Run folder of the classify app (or its model.keras): the model to attack.",
         path=True,
+    )
+    classifier_tta: int | None = setting(
+        None,
+        "Test-time augmentation of the attacked classifier: unset keeps the "
+        "run's model as exported; 0, 1 or 2 rebuilds it around the run's "
+        "network (each view is one more network pass to attack; 2 has 6).",
+        low=0,
+        high=2,
     )
     batch_size: int = setting(128, "Images per model call (and per sgd step).", low=1)
     num_examples: int = setting(

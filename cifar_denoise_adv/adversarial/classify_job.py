@@ -139,6 +139,11 @@ class ClassifyConfig(training.TrainingConfig):
         high=2,
     )
 
+    def validate(self):
+        # The warm-up belongs to the cosine schedule; the triangle has its own.
+        if self.schedule == "cosine":
+            super().validate()
+
 
 @runs.guarded("classify")
 def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dict:

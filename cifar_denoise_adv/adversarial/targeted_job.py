@@ -183,7 +183,7 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
     """
     start = time.time()
     config = config_lib.resolve(config)
-    model = classifier.load_classifier(config.classifier, log)
+    model, tta = classifier.load_attacked(config, log)
     all_images, all_labels = data.load_arrays("test", config.data_dir or None)
     all_logits = model.predict(all_images, batch_size=256, verbose=0)
     indices = choose_images(config, all_logits.argmax(1), all_labels)
@@ -229,6 +229,7 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
         "targeted",
         {
             "classifier": config.classifier,
+            "classifier_tta": tta,
             "method": config.attack,
             "settings": settings(config),
             "images": len(indices),

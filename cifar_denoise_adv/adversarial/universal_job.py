@@ -224,7 +224,7 @@ def run(config: UniversalConfig, log=lambda message: None) -> dict:
 @runs.guarded("universal")
 def _one_perturbation(config: UniversalConfig, log) -> dict:
     start = time.time()
-    model = classifier.load_classifier(config.classifier, log)
+    model, tta = classifier.load_attacked(config, log)
     data_dir = config.data_dir or None
     train_x, train_y = data.load_arrays(
         "train", data_dir, config.max_train_images or None
@@ -253,6 +253,7 @@ def _one_perturbation(config: UniversalConfig, log) -> dict:
         "universal",
         {
             "classifier": config.classifier,
+            "classifier_tta": tta,
             "classifier_metrics_sha256": classifier_digest(config.classifier),
             "method": config.method,
             "settings": settings(config),

@@ -17,6 +17,7 @@ import time
 import keras
 import numpy as np
 
+from cifar_denoise_adv.adversarial import classifier as classifier_lib
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
@@ -211,7 +212,7 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
     start = time.time()
     config = config_lib.resolve(config)
     keras.utils.set_random_seed(config.seed)
-    classifier, tta = loading.with_tta_level(
+    classifier, tta = classifier_lib.with_tta_level(
         loading.load_checked(config.classifier, "classifier", log),
         config.classifier_tta,
     )

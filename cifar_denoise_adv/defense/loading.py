@@ -117,43 +117,6 @@ def load_checked(path: str, flag: str, log=lambda message: None) -> keras.Model:
     return model
 
 
-def test_time_augmentation(model: keras.Model) -> tuple[keras.Model, int]:
-    """(network, level): the net inside a test-time-augmentation wrapper.
-
-    A `classify` run exports its network wrapped by
-    `classifier.with_test_time_augmentation` (its logits averaged over
-    mirrored and shifted views: each view is one more pass of the network,
-    to run and to differentiate). For such a model this returns the network
-    and the level; for any other, the model itself and level 0.
-    """
-    views = [layer for layer in model.layers if isinstance(layer, classifier_lib.Shift)]
-    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if not views or len(inner) != 1:
-        return model, 0
-    levels = [k for k, v in classifier_lib.TTA_VIEWS.items() if len(v) == len(views)]
-    return inner[0], levels[0] if levels else -1
-
-
-def with_tta_level(model: keras.Model, level: int | None) -> tuple[keras.Model, dict]:
-    """The classifier with `level` test-time augmentation (None: as exported).
-
-    Returns:
-      (model, {"exported": its level, "used": the level of the result}); an
-      exported level that `TTA_VIEWS` does not know is -1 and can only be
-      kept as it is.
-    """
-    network, exported = test_time_augmentation(model)
-    if level is None or level == exported:
-        return model, {"exported": exported, "used": exported}
-    if exported == -1:
-        raise UserError(
-            "--classifier_tta: the classifier's test-time augmentation has views "
-            "this version does not know; leave --classifier_tta unset."
-        )
-    rebuilt = classifier_lib.with_test_time_augmentation(network, level)
-    return rebuilt, {"exported": exported, "used": level}
-
-
 def denoiser_sigma(path: str) -> float | None:
     """The noise sigma a denoise run was trained at (its metrics.json), if known."""
     metrics = os.path.join(run_folder(path), outputs.METRICS_FILE)

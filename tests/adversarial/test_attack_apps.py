@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,6 +95,43 @@ def test_targeted_app_writes_every_promised_output(classifier_run, tmp_path, att
     assert success == pytest.approx(np.mean(after == targets))
     misclassified = metrics["untargeted_misclassification_rate"]
     assert misclassified == pytest.approx(np.mean(after != labels[:4]))
+
+
+@pytest.mark.parametrize("level", [None, 0, 1])
+def test_attack_apps_attack_the_classifier_with_the_chosen_tta(
+    classifier_run, tmp_path, level
+):
+    """--classifier_tta: unset attacks the model as exported (level 2), 0 the
+    network alone (its accuracy is the classify run's without TTA)."""
+    data_dir, classifier_dir = classifier_run
+    flag = [] if level is None else [f"--classifier_tta={level}"]
+    run_dir = tmp_path / "tta"
+    config = targeted.APP.parse(
+        [
+            "targeted",
+            f"--data_dir={data_dir}",
+            f"--classifier={classifier_dir}",
+            f"--run_dir={run_dir}",
+            "--epsilon=0.03",
+            "--indices=0,1",
+            "--num_examples=2",
+            *flag,
+        ]
+    )
+    targeted.APP.job(config, log=_quiet)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    used = 2 if level is None else level
+    assert metrics["classifier_tta"] == {"exported": 2, "used": used}
+    trained = json.loads((Path(classifier_dir) / "metrics.json").read_text())
+    expected = {2: "test_accuracy", 0: "test_accuracy_without_tta"}
+    if used in expected:
+        assert metrics["clean_accuracy_all_test"] == pytest.approx(
+            trained[expected[used]]
+        )
+    network, exported = classifier.test_time_augmentation(
+        classifier.load_attacked(config)[0]
+    )
+    assert exported == used
 
 
 def _check_weak_classifier_warnings(metrics, logged):

@@ -127,13 +127,13 @@ def test_test_time_augmentation_is_found_and_can_be_changed(models):
 
     _, network = models
     wrapped = classifier_lib.with_test_time_augmentation(network, 2)
-    assert loading.test_time_augmentation(wrapped) == (network, 2)
-    assert loading.test_time_augmentation(network) == (network, 0)
-    kept, tta = loading.with_tta_level(wrapped, None)
+    assert classifier_lib.test_time_augmentation(wrapped) == (network, 2)
+    assert classifier_lib.test_time_augmentation(network) == (network, 0)
+    kept, tta = classifier_lib.with_tta_level(wrapped, None)
     assert kept is wrapped and tta == {"exported": 2, "used": 2}
-    bare, tta = loading.with_tta_level(wrapped, 0)
+    bare, tta = classifier_lib.with_tta_level(wrapped, 0)
     assert bare is network and tta == {"exported": 2, "used": 0}
-    mirrored, tta = loading.with_tta_level(wrapped, 1)
+    mirrored, tta = classifier_lib.with_tta_level(wrapped, 1)
     images = _images(3)
     expected = 0.5 * (network(images) + network(images[:, :, ::-1]))
     np.testing.assert_allclose(mirrored(images), expected, atol=1e-5)

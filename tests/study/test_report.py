@@ -274,3 +274,100 @@ def test_html_escapes_text_and_marks_missing_figures(tmp_path):
     assert '<p class="missing">figure missing: none.png</p>' in page
     assert '<td class="number">1%</td>' in page
     assert "<title>T &lt;1&gt;</title>" in page
+
+
+def test_a_classifier_trained_without_a_validation_split_says_so():
+    steps = _steps()
+    metrics = steps["classifier"]["metrics"]
+    metrics["images"] = {"train": 5085, "validation": 0, "test": 768}
+    del metrics["validation_accuracy"]
+    _, (_, _, rows) = sections.headline(steps, {})
+    row = next(r for r in rows if r[0].startswith("classifier accuracy"))
+    assert row == [
+        "classifier accuracy on 768 test images (validation 0, training 5085)",
+        "76.30% (n/a, 99.80%)",
+        "not reported",
+        "no validation split: this run trains on every training image, with a "
+        "recipe chosen on a split (its flag file says where)",
+    ]
+
+
+def _classifier_step(**config):
+    return {
+        "figures": {},
+        "metrics": {
+            "model": "airbench_classifier_tta2",
+            "parameters": 1973944,
+            "images": {"train": 4585, "validation": 500, "test": 768},
+            "test_accuracy": 0.832,
+            "test_accuracy_without_tta": 0.806,
+            "validation_accuracy": 0.858,
+            "train_accuracy": 1.0,
+            "per_class_accuracy": {"cat": 0.7},
+            "train_seconds_total": 1340.0,
+            "config": {
+                "arch": "airbench",
+                "width": 64,
+                "depth": 2,
+                "momentum": 0.85,
+                "weight_decay": 1.33e-3,
+                "learning_rate": 0.375,
+                "warmup_epochs": 2.0,
+                "schedule": "triangle",
+                "lookahead": True,
+                "label_smoothing": 0.2,
+                "batch_size": 256,
+                "epochs": 60,
+                "augment": True,
+                "translate": 2,
+                "cutout": 0,
+                "cutmix": 0.5,
+                "tta": 2,
+                "precision": "mixed_bfloat16",
+                "seed": 0,
+                **config,
+            },
+        }
+    }
+
+
+def test_classifier_section_describes_the_recipe_that_ran():
+    blocks = adversarial_sections.classifier_section(_classifier_step())
+    assert blocks[1] == (
+        "p",
+        "What was done: airbench_classifier_tta2 (width 64, depth 2, 1,973,944 "
+        "parameters, logits output); SGD Nesterov momentum 0.85, weight decay "
+        "0.00133, a triangular schedule peaking at 0.375 (airbench: 0.2 of the "
+        "peak rising to the peak at 23% of the steps, then falling to 0.07), "
+        "lookahead weight averaging, label smoothing 0.2, batch 256, 60 epochs, "
+        "augmentation: translation by up to 2 pixels and flips, CutMix on "
+        "50.00% of the batches, precision mixed_bfloat16, seed 0; 4585 training "
+        "images (500 held out for validation), 768 test images evaluated once "
+        "at the end; 22.3 min of training.",
+    )
+    assert blocks[2][2] == [
+        [
+            "test accuracy (768 test images, test-time augmentation level 2)",
+            "83.20%",
+            "not reported",
+        ],
+        [
+            "test accuracy, the network alone (no test-time augmentation)",
+            "80.60%",
+            "not reported",
+        ],
+        [
+            "validation accuracy (500 held-out training images)",
+            "85.80%",
+            "not reported",
+        ],
+        ["training accuracy (4585 images)", "100.00%", "not reported"],
+    ]
+    cosine = adversarial_sections.classifier_section(
+        _classifier_step(schedule="cosine", lookahead=False, cutmix=0.0, cutout=8)
+    )
+    assert (
+        "peak learning rate 0.375 after 2 warm-up epochs, then cosine decay, "
+        "label smoothing 0.2, batch 256, 60 epochs, augmentation: translation by "
+        "up to 2 pixels and flips, 8x8 cutout, precision" in cosine[1][1]
+    )

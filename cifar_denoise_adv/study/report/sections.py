@@ -80,7 +80,10 @@ def headline(steps: dict, study: dict) -> list:
                 f"({_optional_percent(classifier.get('validation_accuracy'))}, "
                 f"{_optional_percent(classifier.get('train_accuracy'))})",
                 NOT_REPORTED,
-                "",
+                ""
+                if classifier["images"].get("validation")
+                else "no validation split: this run trains on every training image, "
+                "with a recipe chosen on a split (its flag file says where)",
             ]
         )
     for step in ("fgsm", "iterative"):
