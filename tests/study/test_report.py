@@ -327,7 +327,7 @@ def _classifier_step(**config):
                 "seed": 0,
                 **config,
             },
-        }
+        },
     }
 
 
