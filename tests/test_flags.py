@@ -85,8 +85,9 @@ def test_flag_file_parses_with_its_app(path, tmp_path, monkeypatch):
 def test_nested_flag_files_keep_the_including_files_values():
     classifier = classify.APP.parse(["prog", f"--flagfile={FLAG_DIR}/classifier.cfg"])
     cpu = classify.APP.parse(["prog", f"--flagfile={FLAG_DIR}/classifier_cpu.cfg"])
-    assert (classifier.epochs, cpu.epochs) == (30, 80)
-    assert cpu.width == classifier.width == 32 and cpu.cutout == 8
+    assert (classifier.epochs, cpu.epochs) == (40, 60)
+    assert (classifier.validation_images, cpu.validation_images) == (5000, 0)
+    assert cpu.width == classifier.width == 64 and cpu.cutmix == 0.5
 
 
 def test_a_flag_after_the_flagfile_overrides_it():
