@@ -26,6 +26,7 @@ from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import schedules
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core import training
+from cifar_denoise_adv.core import workers
 from cifar_denoise_adv.core.config import setting
 
 PREDICTIONS_FILE = "predictions.npz"
@@ -60,7 +61,9 @@ class ClassifyConfig(training.TrainingConfig):
     """
 
     epochs: int = setting(40, "Training epochs.", low=1)
-    batch_size: int = setting(256, "Images per training batch.", low=1)
+    batch_size: int = setting(
+        256, "Images per training step over all replicas (the global batch).", low=1
+    )
     learning_rate: float = setting(
         0.375, "Peak learning rate of the schedule.", low=0.0, low_open=True
     )
@@ -160,8 +163,12 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
     """
     start = time.time()
     config = config_lib.resolve(config)
-    with runs.claim(config, "classify", log) as held:
-        setup = training.start_run(config)
+    # A non-chief worker of --strategy=multi_worker writes a temporary folder.
+    with (
+        workers.worker_config(config) as config,
+        runs.claim(config, "classify", log) as held,
+    ):
+        setup = training.start_run(config, log)
         held.begin()
         return _train(config, training.resume(setup, config, log), start, log, verbose)
 

@@ -122,6 +122,29 @@ def tensorflow_info_hidden() -> Iterator[None]:
         tf_logger.setLevel(previous[1])
 
 
+class _DistributionInfo(logging.Filter):
+    """Drops tf.distribute's INFO records; lets everything else through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = record.pathname.replace(os.sep, "/")
+        return record.levelno > logging.INFO or "/python/distribute/" not in path
+
+
+_DISTRIBUTION_INFO = _DistributionInfo()
+
+
+def hide_distribution_info() -> None:
+    """Hides tf.distribute's INFO lines from here on (its warnings stay).
+
+    A strategy over several devices or processes logs its devices when it is
+    made and a line for every collective it traces (each twice: TensorFlow's
+    handler and absl's), dozens per run that say nothing to a user.
+    """
+    tf_logger = logging.getLogger("tensorflow")
+    if _DISTRIBUTION_INFO not in tf_logger.filters:
+        tf_logger.addFilter(_DISTRIBUTION_INFO)
+
+
 def is_terminal(stream=None) -> bool:
     """Whether output goes to a terminal (progress bars) or a file or pipe."""
     stream = sys.stdout if stream is None else stream

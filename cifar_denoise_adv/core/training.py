@@ -25,6 +25,7 @@ from cifar_denoise_adv.core import export
 from cifar_denoise_adv.core import pipelines
 from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import progress
+from cifar_denoise_adv.core import workers
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
@@ -39,7 +40,12 @@ class TrainingConfig(config_lib.RunConfig):
     """Settings every training job has; a job's config adds its own."""
 
     epochs: int = setting(10, "Training epochs.", low=1)
-    batch_size: int = setting(64, "Images per training batch.", low=1)
+    batch_size: int = setting(
+        64,
+        "Images per training step over all replicas (the global batch; with "
+        "--strategy=mirrored or multi_worker each of N replicas gets 1/N).",
+        low=1,
+    )
     learning_rate: float = setting(
         1e-3, "Peak learning rate of the schedule.", low=0.0, low_open=True
     )
@@ -72,7 +78,8 @@ class TrainingConfig(config_lib.RunConfig):
     strategy: str = setting(
         "default",
         "tf.distribute strategy: default (one device), mirrored (all local "
-        "GPUs, or CPUs), multi_worker (hosts described by TF_CONFIG).",
+        "GPUs, or the CPU), multi_worker (the processes or hosts of TF_CONFIG; "
+        "only the chief writes --run_dir).",
         choices=STRATEGIES,
     )
     jit_compile: bool = setting(False, "Compile the training step with XLA.")
@@ -97,16 +104,25 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     """
     if name == "default":
         return tf.distribute.get_strategy()
+    console.hide_distribution_info()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise UserError(
-                "--strategy=multi_worker reads the cluster from the environment "
-                "variable TF_CONFIG, which is not set."
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return workers.join_cluster()
     raise UserError(f"--strategy={name}: expected default, mirrored or multi_worker.")
+
+
+def check_batch_size(batch_size: int, replicas: int) -> None:
+    """--batch_size is the global batch: each of the replicas gets an equal part.
+
+    Raises:
+      UserError: naming --batch_size when it does not divide evenly.
+    """
+    if batch_size % replicas:
+        raise UserError(
+            f"--batch_size={batch_size} is the global batch, split evenly over "
+            f"the strategy's {replicas} replicas: give a multiple of {replicas}."
+        )
 
 
 def completed_epochs(run_dir: str) -> int:
@@ -142,7 +158,7 @@ class RunStart:
         }
 
 
-def start_run(config: TrainingConfig) -> RunStart:
+def start_run(config: TrainingConfig, log=lambda message: None) -> RunStart:
     """The set-up every training job shares, in the order it must happen.
 
     Seeds the global RNGs first (the pipelines' seeds depend on it), makes
@@ -153,8 +169,11 @@ def start_run(config: TrainingConfig) -> RunStart:
     inputs before `runs.Claim.begin` (`done` is 0 until `resume`).
     """
     keras.utils.set_random_seed(config.seed)
-    precision.check_precision(config.precision)
     strategy = make_strategy(config.strategy)
+    precision.check_precision(config.precision)
+    check_batch_size(config.batch_size, strategy.num_replicas_in_sync)
+    if workers.is_multi_worker(strategy):
+        log(workers.describe(config.run_dir))
     data_dir = config.data_dir or None
     images, labels = data.load_arrays(
         "train", data_dir, config.max_train_images or None
@@ -183,7 +202,8 @@ def resume(setup: RunStart, config: TrainingConfig, log) -> RunStart:
 
     Called after `runs.Claim.begin`, once --overwrite has cleared the folder.
     """
-    done = completed_epochs(config.run_dir)
+    # Another worker's run folder is a new temporary one: the chief's count.
+    done = workers.from_chief(setup.strategy, completed_epochs(config.run_dir))
     if done:
         log(f"resuming after epoch {done} of {config.epochs}")
     return dataclasses.replace(setup, done=done)
@@ -227,27 +247,37 @@ def fit_resumable(
     if verbose == "auto":
         verbose = 1 if console.is_terminal() else 0
         lines = [] if verbose else [callbacks_lib.EpochLines(epochs, log)]
-    model.fit(
-        train,
-        validation_data=validation,
-        epochs=epochs,
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles
-        callbacks=[
-            callbacks_lib.LearningRateUsed(),  # before those that read it
-            record,  # before the backup: progress never lacks a backed-up epoch
-            keras.callbacks.BackupAndRestore(
-                backup_dir,
-                delete_checkpoint=False,
-                # Keeps the previous checkpoint while writing the next one,
-                # so a kill during the write loses nothing.
-                double_checkpoint=True,
+    workers.prepare_model(model, train.element_spec)
+    workers.synchronize_batch_norm(model)
+    try:
+        model.fit(
+            workers.shard_by_data(train),
+            validation_data=(
+                None if validation is None else workers.shard_by_data(validation)
             ),
-            callbacks_lib.TensorBoard(os.path.join(run_dir, "tb")),
-            *callbacks,
-            *lines,
-        ],
-    )
+            epochs=epochs,
+            verbose=verbose,
+            shuffle=False,  # the tf.data pipeline shuffles
+            callbacks=[
+                callbacks_lib.LearningRateUsed(),  # before those that read it
+                record,  # before the backup: progress never lacks a backed-up epoch
+                keras.callbacks.BackupAndRestore(
+                    backup_dir,
+                    delete_checkpoint=False,
+                    # Keeps the previous checkpoint while writing the next one,
+                    # so a kill during the write loses nothing.
+                    double_checkpoint=True,
+                ),
+                workers.ChiefState(),  # after the restore: the chief's state everywhere
+                callbacks_lib.TensorBoard(os.path.join(run_dir, "tb")),
+                *callbacks,
+                *lines,
+            ],
+        )
+    except tf.errors.UnavailableError as error:
+        if not workers.is_multi_worker(model.distribute_strategy):
+            raise
+        raise workers.lost_worker(error) from None
     return {
         "history": progress.history(record.entries),
         "train_seconds": [entry["seconds"] for entry in record.entries],

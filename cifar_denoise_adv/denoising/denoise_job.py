@@ -24,6 +24,7 @@ from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import schedules
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core import training
+from cifar_denoise_adv.core import workers
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 from cifar_denoise_adv.denoising import models
@@ -103,8 +104,12 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
     """
     start = time.time()
     config = config_lib.resolve(config)
-    with runs.claim(config, "denoise", log) as held:
-        setup = training.start_run(config)
+    # A non-chief worker of --strategy=multi_worker writes a temporary folder.
+    with (
+        workers.worker_config(config) as config,
+        runs.claim(config, "denoise", log) as held,
+    ):
+        setup = training.start_run(config, log)
         initial = _initial_weights(config.init_from)
         with precision.precision_scope(config.precision), setup.strategy.scope():
             model = _build(config, setup.steps_per_epoch)

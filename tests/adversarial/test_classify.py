@@ -1,6 +1,10 @@
 """The classifier: its builder, its loss, and the classify app's outputs."""
 
 import json
+import subprocess
+import sys
+import textwrap
+import zipfile
 
 import numpy as np
 import pytest
@@ -106,3 +110,50 @@ def test_smoothed_crossentropy_matches_the_definition():
     )
     plain = classifier.SparseSmoothedCrossentropy(0.0, num_classes=3)
     assert float(plain(np.array([0]), logits)) == pytest.approx(-log_p[0, 0], 1e-5)
+
+
+def test_mirrored_strategy_keeps_the_replicas_batch_norms_in_step(tiny_cifar, tmp_path):
+    # Two replicas (logical CPUs, set before TensorFlow starts: a fresh
+    # process). Unsynchronised, each replica's batch norms would keep their
+    # own moving statistics, and predictions over both replicas would no
+    # longer match the saved model (the run's export check fails).
+    script = textwrap.dedent(
+        f"""
+        import json
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from cifar_denoise_adv.adversarial import classify_job
+        from cifar_denoise_adv.core import training
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        training.make_strategy = lambda name: strategy
+        config = classify_job.ClassifyConfig(
+            width=4, epochs=2, batch_size=8, learning_rate=1e-3,
+            warmup_epochs=0.5, validation_images=4, strategy="mirrored",
+            run_dir={str(tmp_path / "run")!r}, data_dir={tiny_cifar!r})
+        metrics = classify_job.run(config, verbose=0)
+        print("difference", metrics["saved_model_max_abs_difference"])
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.split("difference")[-1]) < 1e-4
+    with zipfile.ZipFile(tmp_path / "run" / "model.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+    norms = list(_batch_norm_configs(config))
+    assert norms and all(norm["synchronized"] for norm in norms)
+
+
+def _batch_norm_configs(saved):
+    """The configs of every BatchNormalization in a .keras config, nested too."""
+    if isinstance(saved, dict):
+        if saved.get("class_name") == "BatchNormalization":
+            yield saved["config"]
+        for value in saved.values():
+            yield from _batch_norm_configs(value)
+    elif isinstance(saved, list):
+        for value in saved:
+            yield from _batch_norm_configs(value)

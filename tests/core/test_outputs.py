@@ -200,6 +200,7 @@ def _replay_cases(root):
                 data_dir=data_dir,
                 seed=5,
                 classifier=str(root / "classifier"),
+                classifier_tta=1,
                 batch_size=32,
                 num_examples=2,
                 attack="iterative",
@@ -211,7 +212,6 @@ def _replay_cases(root):
                 num_images=3,
                 target_mode="given",
                 targets=(1, 2, 3),
-                classifier_tta=0,
             ),
         ),
         "universal": (
@@ -221,6 +221,7 @@ def _replay_cases(root):
                 data_dir=data_dir,
                 seed=6,
                 classifier=str(root / "classifier"),
+                classifier_tta=0,
                 batch_size=32,
                 num_examples=3,
                 method="deepfool",
@@ -237,7 +238,6 @@ def _replay_cases(root):
                 max_train_images=1000,
                 max_test_images=500,
                 sweep_xi=(2 / 255, 4 / 255, 10 / 255),
-                classifier_tta=1,
             ),
         ),
         "defend": (

@@ -28,6 +28,11 @@ Conventions shared by every function here:
 - Every entry point checks the model (`contract.check_model`): a Keras model
   ending in a softmax is attacked through its logits (with a UserWarning);
   other models returning probabilities are refused.
+- A model in mixed precision (bfloat16 or float16 layers) is attacked with
+  float32 gradients on the float32 input: the tape watches the float32
+  images, back-propagates through the layers' 16-bit compute and the
+  model's cast of its input, and the losses use float32 logits (16-bit
+  scores are cast; `contract`, "Mixed precision").
 """
 
 from cifar_denoise_adv.adversarial.attacks._checks import ModelFn

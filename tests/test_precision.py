@@ -1,0 +1,116 @@
+"""--precision through the training apps: 16-bit layers, float32 outputs and loss.
+
+The library side (`core.precision`, the models' float32 output layers) is
+tests/core/test_training.py; here the flag goes through each app's parser
+and job, and the saved model.keras is what is checked.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cifar_denoise_adv import classify
+from cifar_denoise_adv import denoise
+from cifar_denoise_adv.core import keras_files
+from cifar_denoise_adv.core import precision
+
+TINY = {
+    "denoise": (
+        denoise.APP,
+        ["--num_blocks=1", "--filters=4", "--downscale=2", "--num_examples=2"],
+    ),
+    "classify": (classify.APP, ["--width=4", "--learning_rate=1e-3", "--tta=0"]),
+}
+
+
+def _layers(model):
+    """Every layer of `model`, nested models' layers included."""
+    pending, found = list(model.layers), []
+    while pending:
+        layer = pending.pop()
+        found.append(layer)
+        pending.extend(getattr(layer, "layers", []))
+    return found
+
+
+@pytest.mark.parametrize("app_name", list(TINY))
+def test_the_precision_flag_reaches_the_layers_and_outputs_stay_float32(
+    app_name, tiny_cifar, tmp_path, monkeypatch
+):
+    # Any CPU runs bfloat16 (emulated where it has no bfloat16 units).
+    monkeypatch.setattr(precision, "_cpu_has_bfloat16", lambda: True)
+    app, flags = TINY[app_name]
+    run_dir = tmp_path / "run"
+    argv = [
+        app_name,
+        f"--data_dir={tiny_cifar}",
+        f"--run_dir={run_dir}",
+        "--epochs=1",
+        "--batch_size=8",
+        "--warmup_epochs=0.5",
+        "--validation_images=4",
+        "--precision=mixed_bfloat16",
+        *flags,
+    ]
+    record = app.job(app.parse(argv), log=lambda line: None)
+    assert np.isfinite(record["history"]["loss"]).all()
+    assert keras.config.dtype_policy().name == "float32"  # restored after the run
+
+    model = keras_files.load(str(run_dir / "model.keras"), "model")
+    convs = [
+        layer for layer in _layers(model) if isinstance(layer, keras.layers.Conv2D)
+    ]
+    assert convs and all(layer.compute_dtype == "bfloat16" for layer in convs)
+    assert all(layer.dtype_policy.name == "mixed_bfloat16" for layer in convs)
+    assert all(weight.dtype == "float32" for weight in model.weights)
+    images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    outputs = model(images)
+    assert outputs.dtype == tf.float32
+    targets = images if app_name == "denoise" else tf.one_hot([1, 2], 10)
+    loss = model.compute_loss(x=images, y=targets, y_pred=outputs)
+    assert loss.dtype == tf.float32 and np.isfinite(float(loss))
+
+
+def test_float32_runs_keep_float32_layers(tiny_cifar, tmp_path):
+    app, flags = TINY["denoise"]
+    argv = [
+        "denoise",
+        f"--data_dir={tiny_cifar}",
+        f"--run_dir={tmp_path / 'run'}",
+        "--epochs=1",
+        "--batch_size=8",
+        "--warmup_epochs=0.5",
+        "--validation_images=4",
+        *flags,
+    ]
+    app.job(app.parse(argv), log=lambda line: None)
+    model = keras_files.load(str(tmp_path / "run" / "model.keras"), "model")
+    assert {layer.compute_dtype for layer in _layers(model)} == {"float32"}
+
+
+def test_a_precision_the_device_cannot_run_is_one_line_naming_the_flag(
+    tiny_cifar, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(precision, "_cpu_has_bfloat16", lambda: False)
+    for app_name, value in (
+        ("denoise", "mixed_float16"),
+        ("classify", "mixed_bfloat16"),
+    ):
+        app, flags = TINY[app_name]
+        run_dir = tmp_path / app_name
+        argv = [
+            app_name,
+            f"--data_dir={tiny_cifar}",
+            f"--run_dir={run_dir}",
+            f"--precision={value}",
+            "--validation_images=4",
+            *flags,
+        ]
+        with pytest.raises(precision.UserError, match=f"^--precision={value}") as e:
+            app.job(app.parse(argv), log=lambda line: None)
+        assert "\n" not in str(e.value)
+        # Refused before the run folder is claimed: nothing there to refuse
+        # the corrected command for.
+        assert not run_dir.exists()
