@@ -21,6 +21,7 @@ from keras import layers
 from cifar_denoise_adv.adversarial.attacks import contract
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import keras_files
+from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
@@ -264,11 +265,16 @@ def load_attacked(config: AttackConfig, log=lambda message: None):
     record.
 
     Raises:
-      UserError: as `load_classifier`, or naming --classifier_tta when the
-        exported views are unknown to this version.
+      UserError: as `load_classifier`, naming --classifier_tta when the
+        exported views are unknown to this version, or --precision when this
+        machine cannot run it.
     """
-    model = load_classifier(config.classifier, log)
-    return with_tta_level(model, config.classifier_tta)
+    model, tta = with_tta_level(
+        load_classifier(config.classifier, log), config.classifier_tta
+    )
+    if config.precision:
+        model = precision.with_precision(model, config.precision)
+    return model, tta
 
 
 def check_classifier(model: keras.Model, name: str, log=lambda message: None):
@@ -349,6 +355,14 @@ class AttackConfig(config_lib.RunConfig):
         "network (each view is one more network pass to attack; 2 has 6).",
         low=0,
         high=2,
+    )
+    precision: str = setting(
+        "",
+        "Compute precision of the attacked classifier: empty keeps the one it "
+        "was trained at (its model.keras); float32, mixed_bfloat16 or "
+        "mixed_float16 re-create it under that Keras policy (logits float32; "
+        "the attacks take gradients in float32 on the input either way).",
+        choices=("", *precision.PRECISIONS),
     )
     batch_size: int = setting(128, "Images per model call (and per sgd step).", low=1)
     num_examples: int = setting(

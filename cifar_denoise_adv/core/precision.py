@@ -71,3 +71,35 @@ def precision_scope(precision: str):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def with_precision(model: keras.Model, precision: str) -> keras.Model:
+    """The same trained model computing under another Keras dtype policy.
+
+    Every layer, nested models included, is re-created from its config
+    with `precision` as its dtype policy and given the model's weights
+    (float32 variables under every policy); a float32 cast is appended, so
+    the outputs stay float32 [B, ...] whatever the layers compute in. The
+    result is a new functional model; `model` is unchanged.
+
+    Args:
+      model: a Keras functional model (e.g. a loaded model.keras).
+      precision: one of PRECISIONS.
+
+    Raises:
+      UserError: naming --precision when this machine cannot run it
+        (`check_precision`).
+    """
+    check_precision(precision)
+
+    def recast(layer):
+        config = layer.get_config()
+        config["dtype"] = precision
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=recast, recursive=True)
+    copy.set_weights(model.get_weights())
+    outputs = keras.layers.Activation("linear", dtype="float32", name="as_float32")(
+        copy.output
+    )
+    return keras.Model(copy.input, outputs, name=model.name)

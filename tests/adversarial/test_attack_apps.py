@@ -5,8 +5,10 @@ import json
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cifar_denoise_adv import classify
 from cifar_denoise_adv import targeted
@@ -19,6 +21,7 @@ from cifar_denoise_adv.adversarial import universal_job
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import export
+from cifar_denoise_adv.core import precision as precision_lib
 from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.errors import UserError
@@ -497,3 +500,67 @@ def test_classify_with_overwrite_and_a_bad_data_dir_keeps_the_run(
     with pytest.raises(UserError, match="^--data_dir="):
         classify.APP.job(config, log=_quiet)
     assert folder_snapshot(run_dir) == before
+
+
+def test_attack_apps_take_the_precision_flag(classifier_run, tmp_path):
+    """--precision re-creates the classifier under a Keras policy: its layers
+    compute in that dtype, its logits stay float32, and float32 keeps the
+    trained model's predictions."""
+    data_dir, classifier_dir = classifier_run
+    trained = json.loads((Path(classifier_dir) / "metrics.json").read_text())
+
+    def targeted_run(name, *flags):
+        config = targeted.APP.parse(
+            [
+                "targeted",
+                f"--data_dir={data_dir}",
+                f"--classifier={classifier_dir}",
+                f"--run_dir={tmp_path / name}",
+                "--epsilon=0.03",
+                "--indices=0,1",
+                "--num_examples=2",
+                *flags,
+            ]
+        )
+        targeted.APP.job(config, log=_quiet)
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        return config, metrics
+
+    config, metrics = targeted_run("f32", "--precision=float32")
+    assert metrics["config"]["precision"] == "float32"
+    assert metrics["clean_accuracy_all_test"] == pytest.approx(trained["test_accuracy"])
+    model, _ = classifier.load_attacked(config)
+    assert model.output.dtype == "float32"
+    try:
+        precision_lib.check_precision("mixed_bfloat16")
+    except UserError:
+        pytest.skip("this machine has no bfloat16 units")
+    config, metrics = targeted_run("bf16", "--precision=mixed_bfloat16")
+    model, _ = classifier.load_attacked(config)
+    dtypes = {
+        layer.compute_dtype
+        for layer in model._flatten_layers(include_self=False)
+        if layer.weights and not isinstance(layer, keras.Model)
+    }
+    assert dtypes == {"bfloat16"}
+    assert model.output.dtype == "float32"
+    images = np.random.default_rng(0).uniform(size=(4, 32, 32, 3)).astype("float32")
+    assert model(images).dtype == "float32"
+
+
+def test_a_precision_the_machine_cannot_run_is_one_line(classifier_run, tmp_path):
+    data_dir, classifier_dir = classifier_run
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU runs mixed_float16")
+    config = targeted.APP.parse(
+        [
+            "targeted",
+            f"--data_dir={data_dir}",
+            f"--classifier={classifier_dir}",
+            f"--run_dir={tmp_path / 'f16'}",
+            "--precision=mixed_float16",
+        ]
+    )
+    with pytest.raises(UserError, match="--precision=mixed_float16 needs a GPU"):
+        targeted.APP.job(config, log=_quiet)
+    assert not (tmp_path / "f16" / "metrics.json").exists()
