@@ -150,7 +150,7 @@ def _run_bare(config, noisy, clean) -> dict:
     steps = -(-len(clean) // config.batch_size)
     with precision.precision_scope(config.precision):
         # The job's own builder: the same model, optimizer, loss and metric.
-        model = denoise_job._build(config, steps, log=print, resumed=False)
+        model = denoise_job._build(config, steps)
     clock = EpochClock()
     model.fit(
         noisy,

@@ -67,7 +67,7 @@ def _denoiser(images: np.ndarray, policy: str):
     )
     steps = math.ceil(len(images) / config.batch_size)
     with precision.precision_scope(policy):
-        model = denoise_job._build(config, steps, log=print, resumed=False)
+        model = denoise_job._build(config, steps)
     seeds = tf.random.experimental.stateless_split([7, 7], 1)
     noisy = noise_lib.add_gaussian_noise(
         tf.constant(images), config.sigma, seeds[0]
