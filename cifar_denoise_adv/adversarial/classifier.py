@@ -339,6 +339,18 @@ def weak_classifier_warnings(accuracies: dict[str, tuple[float, int]]) -> list[s
     ]
 
 
+def classifier_tta_setting():
+    """The --classifier_tta setting of every app that attacks a classifier."""
+    return setting(
+        None,
+        "Test-time augmentation of the attacked classifier: unset keeps the "
+        "run's model as exported; 0, 1 or 2 rebuilds it around the run's "
+        "network (each view is one more network pass to attack; 2 has 6).",
+        low=0,
+        high=2,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class AttackConfig(config_lib.RunConfig):
     """Settings every attack job has: the classifier it attacks, batches, figures."""
@@ -348,14 +360,7 @@ class AttackConfig(config_lib.RunConfig):
         "Run folder of the classify app (or its model.keras): the model to attack.",
         path=True,
     )
-    classifier_tta: int | None = setting(
-        None,
-        "Test-time augmentation of the attacked classifier: unset keeps the "
-        "run's model as exported; 0, 1 or 2 rebuilds it around the run's "
-        "network (each view is one more network pass to attack; 2 has 6).",
-        low=0,
-        high=2,
-    )
+    classifier_tta: int | None = classifier_tta_setting()
     precision: str = setting(
         "",
         "Compute precision of the attacked classifier: empty keeps the one it "

@@ -130,14 +130,7 @@ class DefendConfig(config_lib.RunConfig):
     square_images: int = setting(
         100, "Gradient-free check: the first N images of the adaptive rows.", low=1
     )
-    classifier_tta: int | None = setting(
-        None,
-        "Test-time augmentation of the classifier everywhere here: unset keeps "
-        "the run's model as exported; 0, 1 or 2 rebuilds it around the run's "
-        "network (each view is one more network pass to attack; 2 has 6).",
-        low=0,
-        high=2,
-    )
+    classifier_tta: int | None = classifier_lib.classifier_tta_setting()
     batch_size: int = setting(100, "Images per attack batch.", low=1)
     num_examples: int = setting(
         6, "Rows of the example figure.", low=1, defines_result=False

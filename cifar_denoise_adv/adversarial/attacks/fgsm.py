@@ -21,6 +21,18 @@ from cifar_denoise_adv.adversarial.attacks._checks import per_model
 from cifar_denoise_adv.adversarial.attacks.contract import check_model
 
 
+def _checked(model_fn, images, labels, name: str = "labels"):
+    """(model_fn, images, labels) as every attack here takes them, checked.
+
+    Raises:
+      UserError (a ValueError): one line naming the bad argument.
+    """
+    images = as_images(images)
+    model_fn, width = check_model(model_fn, images)
+    labels = as_labels(labels, images.shape[0], name, num_classes=width)
+    return model_fn, images, labels
+
+
 def _gradient(model_fn, images, labels, num_draws: int):
     """Mean over `num_draws` calls of grad_x CE(labels, f(x)), one tape per call.
 
@@ -70,9 +82,7 @@ def input_gradient(model_fn: ModelFn, images, labels, num_draws: int = 1) -> tf.
     Raises:
       UserError (a ValueError): one line naming the bad argument.
     """
-    images = as_images(images)
-    model_fn, width = check_model(model_fn, images)
-    labels = as_labels(labels, images.shape[0], "labels", num_classes=width)
+    model_fn, images, labels = _checked(model_fn, images, labels)
     num_draws = check_positive_int(num_draws, "num_draws")
     return _gradient_graph(model_fn, images, labels, num_draws)
 
@@ -115,10 +125,8 @@ def targeted_fgsm(
     Raises:
       UserError (a ValueError): one line naming the bad argument.
     """
-    images = as_images(images)
-    model_fn, width = check_model(model_fn, images)
-    target_labels = as_labels(
-        target_labels, images.shape[0], "target_labels", num_classes=width
+    model_fn, images, target_labels = _checked(
+        model_fn, images, target_labels, "target_labels"
     )
     epsilon = check_budget(epsilon, "epsilon")
     num_draws = check_positive_int(num_draws, "num_draws")
@@ -149,9 +157,7 @@ def fgsm(
     Raises:
       UserError (a ValueError): one line naming the bad argument.
     """
-    images = as_images(images)
-    model_fn, width = check_model(model_fn, images)
-    labels = as_labels(labels, images.shape[0], "labels", num_classes=width)
+    model_fn, images, labels = _checked(model_fn, images, labels)
     epsilon = check_budget(epsilon, "epsilon")
     num_draws = check_positive_int(num_draws, "num_draws")
     return _signed_step_graph(
@@ -243,10 +249,8 @@ def targeted_iterative(
     Raises:
       UserError (a ValueError): one line naming the bad argument.
     """
-    images = as_images(images)
-    model_fn, width = check_model(model_fn, images)
-    target_labels = as_labels(
-        target_labels, images.shape[0], "target_labels", num_classes=width
+    model_fn, images, target_labels = _checked(
+        model_fn, images, target_labels, "target_labels"
     )
     epsilon = check_budget(epsilon, "epsilon")
     return _iterate(
@@ -302,9 +306,7 @@ def pgd(
     Raises:
       UserError (a ValueError): one line naming the bad argument.
     """
-    images = as_images(images)
-    model_fn, width = check_model(model_fn, images)
-    labels = as_labels(labels, images.shape[0], "labels", num_classes=width)
+    model_fn, images, labels = _checked(model_fn, images, labels)
     epsilon = check_budget(epsilon, "epsilon")
     return _iterate(
         model_fn,
