@@ -2,8 +2,11 @@
 
 Usage:
   python -m cifar_denoise_adv.defend --flagfile=flags/defend.cfg \
-      --classifier=runs/classifier_cpu --denoiser=runs/resnet \
       --data_dir=path/to/cifar-10-batches-py
+
+(flags/defend.cfg reads --classifier=runs/classifier and
+--denoiser=runs/resnet, where flags/classifier_cpu.cfg and flags/resnet.cfg
+write.)
 
 Builds defended(x) = classifier(denoiser(x)) from a `classify` run and a
 `denoise` run (and, with --randomised, the same with Gaussian noise of

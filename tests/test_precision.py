@@ -5,6 +5,8 @@ tests/core/test_training.py; here the flag goes through each app's parser
 and job, and the saved model.keras is what is checked.
 """
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -72,7 +74,40 @@ def test_the_precision_flag_reaches_the_layers_and_outputs_stay_float32(
     assert loss.dtype == tf.float32 and np.isfinite(float(loss))
 
 
-def test_float32_runs_keep_float32_layers(tiny_cifar, tmp_path):
+AVX2_ONLY = (
+    "processor\t: 0\nmodel name\t: AMD EPYC 7B13 64-Core Processor\n"
+    "flags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma f16c\n"
+)
+BFLOAT16_UNITS = (
+    "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C CPU\n"
+    "flags\t\t: fpu sse4_2 avx avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+)
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, compute, line, cpu",
+    [
+        (
+            AVX2_ONLY,
+            "float32",
+            "precision: float32 (this CPU has AVX2, no bfloat16 units)",
+            "AMD EPYC 7B13 64-Core Processor",
+        ),
+        (
+            BFLOAT16_UNITS,
+            "mixed_bfloat16",
+            "precision: mixed_bfloat16 (this CPU has AMX-BF16 and AVX512_BF16 units)",
+            "Intel(R) Xeon(R) Platinum 8481C CPU",
+        ),
+    ],
+    ids=["avx2_only", "bfloat16_units"],
+)
+def test_the_default_precision_is_the_fastest_this_cpu_computes_natively(
+    cpuinfo, compute, line, cpu, tiny_cifar, tmp_path, monkeypatch
+):
+    """No --precision: the CPU decides; one line says so; metrics.json records it."""
+    monkeypatch.setattr(precision, "_read_cpuinfo", lambda: cpuinfo)
+    monkeypatch.setattr(precision, "gpus", lambda: [])
     app, flags = TINY["denoise"]
     argv = [
         "denoise",
@@ -84,9 +119,26 @@ def test_float32_runs_keep_float32_layers(tiny_cifar, tmp_path):
         "--validation_images=4",
         *flags,
     ]
-    app.job(app.parse(argv), log=lambda line: None)
+    lines = []
+    app.job(app.parse(argv), log=lines.append)
+    assert line in lines
+    with open(tmp_path / "run" / "metrics.json", encoding="utf-8") as f:
+        metrics = json.load(f)
+    assert metrics["config"]["precision"] == "auto"
+    assert metrics["precision"] == {
+        "precision": compute,
+        "requested": "auto",
+        "reason": line.split(" (", 1)[1][:-1],
+        "device": cpu,
+    }
+    assert metrics["machine"]["cpu"] == cpu
+    assert metrics["machine"]["gpus"] == []
     model = keras_files.load(str(tmp_path / "run" / "model.keras"), "model")
-    assert {layer.compute_dtype for layer in _layers(model)} == {"float32"}
+    convs = [
+        layer for layer in _layers(model) if isinstance(layer, keras.layers.Conv2D)
+    ]
+    expected = "float32" if compute == "float32" else "bfloat16"
+    assert {layer.compute_dtype for layer in convs} == {expected}
 
 
 def test_a_precision_the_device_cannot_run_is_one_line_naming_the_flag(

@@ -258,11 +258,13 @@ def load_classifier(run_dir: str, log=lambda message: None) -> keras.Model:
 
 
 def load_attacked(config: AttackConfig, log=lambda message: None):
-    """(model, tta): the classifier an attack job attacks, and its TTA levels.
+    """(model, tta, precision): the classifier an attack job attacks.
 
     The run's model (`load_classifier`) with --classifier_tta applied
-    (`with_tta_level`); `tta` is {"exported": level, "used": level} for the
-    record.
+    (`with_tta_level`), computing in the precision --precision means for
+    it on this machine (`precision.choose_for_model`; one line says which
+    and why). `tta` is {"exported": level, "used": level} and `precision`
+    the `precision.Choice`, for the record.
 
     Raises:
       UserError: as `load_classifier`, naming --classifier_tta when the
@@ -272,9 +274,12 @@ def load_attacked(config: AttackConfig, log=lambda message: None):
     model, tta = with_tta_level(
         load_classifier(config.classifier, log), config.classifier_tta
     )
-    if config.precision:
-        model = precision.with_precision(model, config.precision)
-    return model, tta
+    trained = precision.trained_precision(model)
+    chosen = precision.choose_for_model(config.precision, trained)
+    log(chosen.line())
+    if chosen.precision != trained or config.precision != precision.AUTO:
+        model = precision.with_precision(model, chosen.precision)
+    return model, tta, chosen
 
 
 def check_classifier(model: keras.Model, name: str, log=lambda message: None):
@@ -362,12 +367,15 @@ class AttackConfig(config_lib.RunConfig):
     )
     classifier_tta: int | None = classifier_tta_setting()
     precision: str = setting(
-        "",
-        "Compute precision of the attacked classifier: empty keeps the one it "
-        "was trained at (its model.keras); float32, mixed_bfloat16 or "
-        "mixed_float16 re-create it under that Keras policy (logits float32; "
-        "the attacks take gradients in float32 on the input either way).",
-        choices=("", *precision.PRECISIONS),
+        precision.AUTO,
+        "Compute precision of the attacked classifier (the attacks take "
+        "gradients in float32 on the float32 input either way). auto (the "
+        "default): the precision it was trained at where this machine computes "
+        "it natively, else float32 (a bfloat16-trained classifier on a CPU "
+        "without bfloat16 units); float32, mixed_bfloat16 or mixed_float16 "
+        "re-create it under that Keras policy (logits float32); one this "
+        "machine would only emulate is refused.",
+        choices=precision.CHOICES,
     )
     batch_size: int = setting(128, "Images per model call (and per sgd step).", low=1)
     num_examples: int = setting(

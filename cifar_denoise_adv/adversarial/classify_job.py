@@ -176,7 +176,7 @@ def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dic
 def _train(config, setup: training.RunStart, start: float, log, verbose) -> dict:
     """Trains, exports, evaluates and writes the run folder (after `begin`)."""
     train, validation = _pipelines(config, setup)
-    with precision.precision_scope(config.precision), setup.strategy.scope():
+    with precision.precision_scope(setup.precision.precision), setup.strategy.scope():
         network = _build(config, setup)
         model = classifier.with_test_time_augmentation(network, config.tta)
     log(
@@ -205,6 +205,7 @@ def _train(config, setup: training.RunStart, start: float, log, verbose) -> dict
         "classify",
         {
             "model": model.name,
+            "precision": setup.precision.record(),
             "parameters": model.count_params(),
             "images": setup.image_counts(len(labels)),
             "evaluated_on": EVALUATED_ON,

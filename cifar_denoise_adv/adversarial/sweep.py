@@ -112,6 +112,7 @@ def _sweep(config: UniversalConfig, inputs: dict, level: float, log) -> dict:
         "data_source": outputs.data_source(config.data_dir),
     }
     results = {"xi": list(xis), "norm": config.norm, "level": level}
+    results["precision"] = inputs["precision"].record()
     for method in METHODS:
         rows = [_sub_run(config, method, xi, identity, inputs, log) for xi in xis]
         train_rates = [m["fooling_rate_train"] for m in rows]

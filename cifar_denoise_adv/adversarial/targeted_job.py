@@ -184,10 +184,10 @@ def run(config: TargetedConfig, log=lambda message: None) -> dict:
     start = time.time()
     config = config_lib.resolve(config)
     with runs.claim(config, "targeted", log) as held:
-        model, tta = classifier.load_attacked(config, log)
+        model, tta, used = classifier.load_attacked(config, log)
         chosen = _choose(config, model, log)
         held.begin()
-        return _attack_and_record(config, model, tta, chosen, start, log)
+        return _attack_and_record(config, model, (tta, used), chosen, start, log)
 
 
 def _choose(config: TargetedConfig, model, log) -> dict:
@@ -225,8 +225,9 @@ def _choose(config: TargetedConfig, model, log) -> dict:
     }
 
 
-def _attack_and_record(config, model, tta, chosen, start, log) -> dict:
+def _attack_and_record(config, model, loaded, chosen, start, log) -> dict:
     """Runs the attack, then writes tb/, the figures and the record."""
+    tta, used = loaded  # the classifier's TTA levels and precision
     indices, images, labels = chosen["indices"], chosen["images"], chosen["labels"]
     targets, accuracy = chosen["targets"], chosen["accuracy"]
     attack_start = time.perf_counter()
@@ -260,6 +261,7 @@ def _attack_and_record(config, model, tta, chosen, start, log) -> dict:
         {
             "classifier": config.classifier,
             "classifier_tta": tta,
+            "precision": used.record(),
             "method": config.attack,
             "settings": settings(config),
             "images": len(indices),

@@ -239,13 +239,13 @@ def load_inputs(config: UniversalConfig, log) -> dict:
     """The attacked classifier and the images, read and checked.
 
     Returns:
-      {"model", "tta", "train_x", "train_y", "test_x", "test_y"}.
+      {"model", "tta", "precision", "train_x", "train_y", "test_x", "test_y"}.
 
     Raises:
       UserError: one line, for a --classifier that is not a CIFAR-10
         classifier or data that cannot be read.
     """
-    model, tta = classifier.load_attacked(config, log)
+    model, tta, used = classifier.load_attacked(config, log)
     data_dir = config.data_dir or None
     train_x, train_y = data.load_arrays(
         "train", data_dir, config.max_train_images or None
@@ -254,6 +254,7 @@ def load_inputs(config: UniversalConfig, log) -> dict:
     return {
         "model": model,
         "tta": tta,
+        "precision": used,
         "train_x": train_x,
         "train_y": train_y,
         "test_x": test_x,
@@ -289,6 +290,7 @@ def _one_perturbation(config: UniversalConfig, inputs: dict, start, log) -> dict
         {
             "classifier": config.classifier,
             "classifier_tta": tta,
+            "precision": inputs["precision"].record(),
             "classifier_metrics_sha256": classifier_digest(config.classifier),
             "method": config.method,
             "settings": settings(config),

@@ -295,9 +295,19 @@ def library_versions() -> dict:
 
 
 def machine_description() -> dict:
-    """The machine a run was timed on."""
+    """The machine a run was timed on: its CPU model and units, and its GPUs."""
+    from cifar_denoise_adv.core import precision  # imports TensorFlow
+
+    cpu = precision.cpu()
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu.model,
+        "cpu_vector_isa": cpu.vector_isa,
+        "cpu_bfloat16_units": cpu.bfloat16_units,
         "cpu_count": os.cpu_count(),
+        "gpus": [
+            {"name": name, "compute_capability": capability}
+            for name, capability in precision.gpus()
+        ],
     }

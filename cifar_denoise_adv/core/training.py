@@ -69,11 +69,10 @@ class TrainingConfig(config_lib.RunConfig):
         low=0,
     )
     precision: str = setting(
-        "float32",
-        "Keras mixed-precision policy: float32, mixed_bfloat16 (CPUs with "
-        "AVX512_BF16/AMX, GPUs of compute capability >= 8.0) or mixed_float16 "
-        "(GPUs); weights, outputs and the loss stay float32.",
-        choices=precision.PRECISIONS,
+        precision.AUTO,
+        "Keras mixed-precision policy the layers compute in; weights, outputs "
+        "and the loss stay float32. " + precision.CHOICE_HELP,
+        choices=precision.CHOICES,
     )
     strategy: str = setting(
         "default",
@@ -148,6 +147,8 @@ class RunStart:
     num_validation: int
     steps_per_epoch: int
     done: int  # epochs an earlier, interrupted invocation completed
+    # What --precision means on this machine (`precision.choose`).
+    precision: precision.Choice | None = None
 
     def image_counts(self, num_test: int) -> dict:
         """{"train", "validation", "test"} image counts, for the run record."""
@@ -162,7 +163,8 @@ def start_run(config: TrainingConfig, log=lambda message: None) -> RunStart:
     """The set-up every training job shares, in the order it must happen.
 
     Seeds the global RNGs first (the pipelines' seeds depend on it), makes
-    the tf.distribute strategy, loads the training images (at most
+    the tf.distribute strategy, resolves --precision for this machine (and
+    logs the one line that says which and why), loads the training images (at most
     --max_train_images) and holds --validation_images of them out
     (`pipelines.validation_split`, by --seed), and loads the test images.
     Reads nothing in the run folder and writes nothing: it checks the
@@ -170,7 +172,8 @@ def start_run(config: TrainingConfig, log=lambda message: None) -> RunStart:
     """
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
-    precision.check_precision(config.precision)
+    chosen = precision.choose(config.precision)
+    log(chosen.line())
     check_batch_size(config.batch_size, strategy.num_replicas_in_sync)
     if workers.is_multi_worker(strategy):
         log(workers.describe(config.run_dir))
@@ -194,6 +197,7 @@ def start_run(config: TrainingConfig, log=lambda message: None) -> RunStart:
         num_validation=len(validation),
         steps_per_epoch=math.ceil(len(train) / config.batch_size),
         done=0,
+        precision=chosen,
     )
 
 

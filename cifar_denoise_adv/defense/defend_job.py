@@ -21,6 +21,7 @@ from cifar_denoise_adv.adversarial import classifier as classifier_lib
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
@@ -131,6 +132,16 @@ class DefendConfig(config_lib.RunConfig):
         100, "Gradient-free check: the first N images of the adaptive rows.", low=1
     )
     classifier_tta: int | None = classifier_lib.classifier_tta_setting()
+    precision: str = setting(
+        precision.AUTO,
+        "Compute precision of the classifier and the denoiser (gradients are "
+        "taken in float32 on the float32 input either way). auto (the "
+        "default): each at the precision it was trained at where this machine "
+        "computes it natively, else float32; float32, mixed_bfloat16 or "
+        "mixed_float16 re-create both under that Keras policy; one this "
+        "machine would only emulate is refused.",
+        choices=precision.CHOICES,
+    )
     batch_size: int = setting(100, "Images per attack batch.", low=1)
     num_examples: int = setting(
         6, "Rows of the example figure.", low=1, defines_result=False
@@ -212,6 +223,9 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
             config.classifier_tta,
         )
         denoiser = loading.load_checked(config.denoiser, "denoiser")
+        (classifier, denoiser), used = _in_precision(
+            config, (classifier, denoiser), log
+        )
         sigmas = _sigmas(config)
         data_dir = config.data_dir or None
         images, labels = data.load_arrays("test", data_dir, config.num_images)
@@ -221,13 +235,39 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
         pipelines = _pipelines(config, classifier, denoiser, sigmas)
         held.begin()
         return _evaluate(
-            config, pipelines, (images, labels, train_images), sigmas, tta, start, log
+            config,
+            pipelines,
+            (images, labels, train_images),
+            sigmas,
+            {**tta, "precision": used},
+            start,
+            log,
         )
+
+
+def _in_precision(config: DefendConfig, models, log):
+    """The two models in the precision --precision means for each here.
+
+    Returns:
+      ((classifier, denoiser), {"classifier": record, "denoiser": record}).
+    """
+    converted, used = [], {}
+    for name, model in zip(("classifier", "denoiser"), models, strict=True):
+        trained = precision.trained_precision(model)
+        chosen = precision.choose_for_model(config.precision, trained)
+        log(f"{name} {chosen.line()}")
+        if chosen.precision != trained or config.precision != precision.AUTO:
+            model = precision.with_precision(model, chosen.precision)
+        converted.append(model)
+        used[name] = chosen.record()
+    return tuple(converted), used
 
 
 def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
     """Exports the pipelines, attacks them, checks, draws and records."""
     images, labels, train_images = arrays
+    tta = dict(tta)
+    used = tta.pop("precision")
     log(
         f"defend: {len(images)} test images, pipelines "
         f"{', '.join(p.name for p in pipelines)}; noisy sigma {sigmas['noisy']:g}; "
@@ -255,6 +295,7 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
             "classifier": config.classifier,
             "classifier_metrics_sha256": loading.run_digest(config.classifier),
             "classifier_tta": tta,
+            "precision": used,
             "denoiser": config.denoiser,
             "denoiser_metrics_sha256": loading.run_digest(config.denoiser),
             "pipelines": {p.name: _describe(p, sigmas, tta) for p in pipelines},

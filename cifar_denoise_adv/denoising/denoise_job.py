@@ -111,7 +111,10 @@ def run(config: DenoiseConfig, log=lambda message: None, verbose="auto") -> dict
     ):
         setup = training.start_run(config, log)
         initial = _initial_weights(config.init_from)
-        with precision.precision_scope(config.precision), setup.strategy.scope():
+        with (
+            precision.precision_scope(setup.precision.precision),
+            setup.strategy.scope(),
+        ):
             model = _build(config, setup.steps_per_epoch)
         _check_initial_weights(model, initial, config.init_from)
         held.begin()
@@ -149,6 +152,7 @@ def _train(config, setup: training.RunStart, model, start: float, log, verbose):
         "denoise",
         {
             "model": model.name,
+            "precision": setup.precision.record(),
             "parameters": model.count_params(),
             "images": setup.image_counts(len(test.noisy)),
             "evaluated_on": EVALUATED_ON,

@@ -50,8 +50,10 @@ from cifar_denoise_adv import denoise
 from cifar_denoise_adv import noise
 from cifar_denoise_adv import targeted
 from cifar_denoise_adv import universal
+from cifar_denoise_adv.core import apps
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
@@ -142,6 +144,18 @@ class StudyConfig(config_lib.Config):
     defend_flagfile: str = setting(
         "", "Flag file of the defense step (the ResNet denoiser before the classifier)."
     )
+    precision: str = setting(
+        precision.AUTO,
+        "--precision of every step that trains, attacks or defends, unless the "
+        "step's flag file sets one. " + precision.CHOICE_HELP,
+        choices=precision.CHOICES,
+    )
+    step_flags: tuple[str, ...] = setting(
+        (),
+        "NAME=VALUE flags given to every step whose app has --NAME, after its "
+        "flag file (e.g. epochs=1,max_train_images=256 for a quick trial of "
+        "the whole study); each NAME must be a flag of a configured step.",
+    )
     force: bool = setting(False, "Rerun every step, even up-to-date ones.")
     rerun: tuple[str, ...] = setting(
         (),
@@ -164,6 +178,7 @@ class Plan:
       run_dir: its folder, `study_dir/<step name>`.
       settings: JSON-able settings that define the result (job config, data).
       execute: runs the step's app code with its flags; returns its results.
+      config: the step's job config (for the time estimate), if known.
     """
 
     step: Step
@@ -171,6 +186,7 @@ class Plan:
     run_dir: str
     settings: dict
     execute: Callable[[], dict]
+    config: object = None
 
 
 def fingerprint(plan: Plan, plans_by_name: dict[str, Plan]) -> dict:
@@ -335,34 +351,91 @@ def _check_step(step: Step, config, flag: str) -> None:
             )
 
 
+# Set by the study for each step: --step_flags cannot name them.
+_STUDY_SETS = ("run_dir", "data_dir", "classifier", "denoiser", "flagfile")
+
+
+def _step_flags(config: StudyConfig, configured: list[Step]) -> dict[str, str]:
+    """--step_flags as {name: value}, each name a flag of a configured step.
+
+    Raises:
+      UserError: naming --step_flags, for an entry that is not NAME=VALUE,
+        names a flag the study sets itself, or a flag of no configured step.
+    """
+    known = {
+        field.name
+        for step in configured
+        for field in dataclasses.fields(APPS[step.app].config)
+    }
+    found = {}
+    for entry in config.step_flags:
+        name, equals, value = entry.partition("=")
+        name = name.strip().lstrip("-")
+        if not equals or not name:
+            raise UserError(
+                f"--step_flags={entry}: expected NAME=VALUE (e.g. epochs=1)."
+            )
+        if name in _STUDY_SETS:
+            raise UserError(
+                f"--step_flags={entry}: the study sets --{name} of each step itself."
+            )
+        if name not in known:
+            raise UserError(
+                f"--step_flags={entry}: --{name} is a flag of none of the configured "
+                "steps' apps."
+            )
+        found[name] = value
+    return found
+
+
+def _sets_precision(flagfile: str) -> bool:
+    """Whether a step's flag file (or one it includes) sets --precision."""
+    lines = apps.expand_flagfiles([f"--flagfile={flagfile}"])
+    return any(line.startswith(("--precision=", "-precision=")) for line in lines)
+
+
+def _overrides(config: StudyConfig, step: Step, step_flags: dict) -> dict:
+    """The flags the study gives a step after its flag file."""
+    run_dir = os.path.join(config.study_dir, step.name)
+    names = {field.name for field in dataclasses.fields(APPS[step.app].config)}
+    overrides = {name: v for name, v in step_flags.items() if name in names}
+    if "precision" in names and not _sets_precision(config.flagfile(step)):
+        overrides.setdefault("precision", config.precision)
+    overrides.update(run_dir=run_dir, data_dir=config.data_dir)
+    if "classifier" in step.needs and config.classifier_flagfile:
+        overrides["classifier"] = os.path.join(config.study_dir, "classifier")
+    if "resnet" in step.needs and config.resnet_flagfile:
+        overrides["denoiser"] = os.path.join(config.study_dir, "resnet")
+    return overrides
+
+
 def plans(config: StudyConfig, log) -> list[Plan]:
     """The configured steps, in order, each with its job's config.
 
-    A step's config is its flag file read by its app's own parser, with the
-    step's folder, the study's data and (attacks) the study's classifier on
-    top; a bad flag file stops the study with one line naming it.
+    A step's config is its flag file read by its app's own parser, with
+    --step_flags, the study's --precision (unless the flag file sets one),
+    the step's folder, the study's data and (attacks) the study's
+    classifier on top; a bad flag file stops the study with one line naming
+    it.
     """
+    configured = [step for step in STEPS if config.flagfile(step)]
+    step_flags = _step_flags(config, configured)
     result = []
-    for step in STEPS:
+    for step in configured:
         flagfile = config.flagfile(step)
-        if not flagfile:
-            continue
         flag = f"{step.name}_flagfile={flagfile}"
-        run_dir = os.path.join(config.study_dir, step.name)
-        overrides = {"run_dir": run_dir, "data_dir": config.data_dir}
-        if "classifier" in step.needs and config.classifier_flagfile:
-            overrides["classifier"] = os.path.join(config.study_dir, "classifier")
-        if "resnet" in step.needs and config.resnet_flagfile:
-            overrides["denoiser"] = os.path.join(config.study_dir, "resnet")
         app = APPS[step.app]
         try:
+            overrides = _overrides(config, step, step_flags)
             job_config = config_lib.resolve(app.parse_flagfile(flagfile, overrides))
         except UserError as error:
             raise UserError(f"--{flag}: {error}") from None
         _check_step(step, job_config, flag)
         settings = {"config": config_lib.identity(job_config)}
         execute = functools.partial(app.job, job_config, log)
-        result.append(Plan(step, flagfile, run_dir, settings, execute))
+        result.append(
+            Plan(step, flagfile, overrides["run_dir"], settings, execute, job_config)
+        )
     return result
 
 

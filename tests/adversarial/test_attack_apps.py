@@ -529,14 +529,14 @@ def test_attack_apps_take_the_precision_flag(classifier_run, tmp_path):
     config, metrics = targeted_run("f32", "--precision=float32")
     assert metrics["config"]["precision"] == "float32"
     assert metrics["clean_accuracy_all_test"] == pytest.approx(trained["test_accuracy"])
-    model, _ = classifier.load_attacked(config)
+    model, _, _ = classifier.load_attacked(config)
     assert model.output.dtype == "float32"
     try:
         precision_lib.check_precision("mixed_bfloat16")
     except UserError:
         pytest.skip("this machine has no bfloat16 units")
     config, metrics = targeted_run("bf16", "--precision=mixed_bfloat16")
-    model, _ = classifier.load_attacked(config)
+    model, _, _ = classifier.load_attacked(config)
     dtypes = {
         layer.compute_dtype
         for layer in model._flatten_layers(include_self=False)
@@ -546,6 +546,57 @@ def test_attack_apps_take_the_precision_flag(classifier_run, tmp_path):
     assert model.output.dtype == "float32"
     images = np.random.default_rng(0).uniform(size=(4, 32, 32, 3)).astype("float32")
     assert model(images).dtype == "float32"
+
+
+def test_auto_attacks_in_the_trained_precision_where_native_else_float32(
+    classifier_run, tmp_path, monkeypatch
+):
+    """The default --precision=auto: as trained where this CPU computes it
+    natively; a bfloat16-trained classifier on an AVX2-only CPU in float32."""
+    data_dir, classifier_dir = classifier_run
+    trained = json.loads((Path(classifier_dir) / "metrics.json").read_text())
+    argv = [
+        "targeted",
+        f"--data_dir={data_dir}",
+        f"--classifier={classifier_dir}",
+        "--epsilon=0.03",
+        "--indices=0,1",
+        "--num_examples=2",
+    ]
+    lines = []
+    config = targeted.APP.parse([*argv, f"--run_dir={tmp_path / 'auto'}"])
+    targeted.APP.job(config, log=lines.append)
+    metrics = json.loads((tmp_path / "auto" / "metrics.json").read_text())
+    assert metrics["config"]["precision"] == "auto"
+    assert metrics["precision"]["precision"] == trained["precision"]["precision"]
+    assert metrics["precision"]["reason"].startswith("as trained; this CPU")
+    assert f"precision: {trained['precision']['precision']} (as trained; " in "\n".join(
+        lines
+    )
+    # An AVX2-only CPU, the classifier trained in bfloat16 (played).
+    monkeypatch.setattr(
+        precision_lib,
+        "_read_cpuinfo",
+        lambda: "model name\t: AMD EPYC 7B13\nflags\t\t: fpu avx avx2 fma\n",
+    )
+    monkeypatch.setattr(precision_lib, "gpus", lambda: [])
+    monkeypatch.setattr(
+        precision_lib, "trained_precision", lambda model: "mixed_bfloat16"
+    )
+    lines = []
+    config = targeted.APP.parse([*argv, f"--run_dir={tmp_path / 'avx2'}"])
+    model, _, used = classifier.load_attacked(config, lines.append)
+    assert used.precision == "float32" and used.device == "AMD EPYC 7B13"
+    assert lines[-1] == (
+        "precision: float32 (trained in mixed_bfloat16, which this machine would "
+        "only emulate; this CPU has AVX2, no bfloat16 units)"
+    )
+    dtypes = {
+        layer.compute_dtype
+        for layer in model._flatten_layers(include_self=False)
+        if layer.weights and not isinstance(layer, keras.Model)
+    }
+    assert dtypes == {"float32"}
 
 
 def test_a_precision_the_machine_cannot_run_is_one_line(classifier_run, tmp_path):

@@ -9,10 +9,12 @@ from cifar_denoise_adv.study.report.text import db
 from cifar_denoise_adv.study.report.text import duration
 from cifar_denoise_adv.study.report.text import figures
 from cifar_denoise_adv.study.report.text import percent
+from cifar_denoise_adv.study.report.text import precision
 
 
-def _classifier_recipe(c: dict) -> str:
-    """The training recipe in words, from the classify run's recorded config."""
+def _classifier_recipe(m: dict) -> str:
+    """The training recipe in words, from the classify run's record."""
+    c = m["config"]
     if c.get("schedule", "cosine") == "triangle":
         schedule = (
             f"a triangular schedule peaking at {c['learning_rate']:g} "
@@ -43,7 +45,7 @@ def _classifier_recipe(c: dict) -> str:
         f"label smoothing {c['label_smoothing']:g}" if c.get("label_smoothing") else "",
         f"batch {c['batch_size']}, {c['epochs']} epochs",
         ("augmentation: " + ", ".join(augment)) if augment else "no augmentation",
-        f"precision {c.get('precision', 'float32')}",
+        precision(m),
         f"seed {c['seed']}",
     ]
     return ", ".join(part for part in parts if part)
@@ -105,7 +107,7 @@ def classifier_section(step: dict) -> list:
         (
             "p",
             f"What was done: {m['model']} ({shape}, {m['parameters']:,} "
-            f"parameters, logits output); {_classifier_recipe(c)}; "
+            f"parameters, logits output); {_classifier_recipe(m)}; "
             f"{images['train']} training images ({split}), {images['test']} test "
             f"images evaluated once at the end; "
             f"{duration(m.get('train_seconds_total'))} of training.",

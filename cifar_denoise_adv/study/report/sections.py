@@ -20,6 +20,7 @@ from cifar_denoise_adv.study.report.text import db
 from cifar_denoise_adv.study.report.text import duration
 from cifar_denoise_adv.study.report.text import figures
 from cifar_denoise_adv.study.report.text import percent
+from cifar_denoise_adv.study.report.text import precision
 from cifar_denoise_adv.study.report.text import sizes
 
 STATUS_TEXT = {
@@ -233,7 +234,8 @@ def denoiser_settings(m: dict) -> str:
         f"{c['learning_rate']:g}, {c['warmup_epochs']:g} warm-up epochs then "
         f"cosine decay, gradient clipnorm {c['clipnorm']:g}, batch "
         f"{c['batch_size']}, {c['epochs']} epochs, augmentation "
-        f"{'on' if c['augment'] else 'off'}, seed {c['seed']}; trained on fresh "
+        f"{'on' if c['augment'] else 'off'}, seed {c['seed']}, {precision(m)}; "
+        "trained on fresh "
         f"noise every epoch, evaluated on {m['images']['test']} test images with "
         f"fixed noise (seed {m['test_noise_seed']}), sigma {m['sigma']:g}."
     ) + _earlier(m)

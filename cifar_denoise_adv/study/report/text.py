@@ -22,6 +22,18 @@ def sizes(images: dict | int) -> str:
     return str(images)
 
 
+def precision(m: dict) -> str:
+    """'precision mixed_bfloat16 (auto: this CPU has ...; on <CPU>)' of a run."""
+    used = m.get("precision")
+    if isinstance(used, dict) and "precision" in used:
+        how = "auto: " if used.get("requested") == "auto" else ""
+        return (
+            f"precision {used['precision']} ({how}{used.get('reason', '')}; on "
+            f"{used.get('device', 'an unrecorded device')})"
+        )
+    return f"precision {m.get('config', {}).get('precision', 'float32')}"
+
+
 def duration(seconds: float | None) -> str:
     """'4.2 s', '45 s' under a minute, else '17.6 min' ('n/a' for None)."""
     if seconds is None:
