@@ -6,6 +6,7 @@ and job, and the saved model.keras is what is checked.
 """
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -113,7 +114,7 @@ def test_the_default_precision_is_the_fastest_this_cpu_computes_natively(
         "denoise",
         f"--data_dir={tiny_cifar}",
         f"--run_dir={tmp_path / 'run'}",
-        "--epochs=1",
+        "--epochs=2",
         "--batch_size=8",
         "--warmup_epochs=0.5",
         "--validation_images=4",
@@ -122,6 +123,14 @@ def test_the_default_precision_is_the_fastest_this_cpu_computes_natively(
     lines = []
     app.job(app.parse(argv), log=lines.append)
     assert line in lines
+    # After the first epoch: the minutes the other epoch will take.
+    remaining = [text for text in lines if "minutes left" in text]
+    assert len(remaining) == 1
+    assert re.fullmatch(
+        r"epoch 1 took [\d.]+ s( \([\d.]+ s of it tracing the step\))?; about "
+        r"[\d.]+ minutes left at this rate \(1 epoch\)",
+        remaining[0],
+    )
     with open(tmp_path / "run" / "metrics.json", encoding="utf-8") as f:
         metrics = json.load(f)
     assert metrics["config"]["precision"] == "auto"

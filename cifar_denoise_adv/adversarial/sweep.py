@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+
+import numpy as np
 
 from cifar_denoise_adv.adversarial import figures
 from cifar_denoise_adv.adversarial import universal_job
@@ -113,8 +116,12 @@ def _sweep(config: UniversalConfig, inputs: dict, level: float, log) -> dict:
     }
     results = {"xi": list(xis), "norm": config.norm, "level": level}
     results["precision"] = inputs["precision"].record()
+    timing = _Timing(len(xis), log)
     for method in METHODS:
-        rows = [_sub_run(config, method, xi, identity, inputs, log) for xi in xis]
+        rows = [
+            timing.run(method, _sub_run, config, method, xi, identity, inputs, log)
+            for xi in xis
+        ]
         train_rates = [m["fooling_rate_train"] for m in rows]
         results[method] = {
             "train": train_rates,
@@ -140,6 +147,47 @@ def _sweep(config: UniversalConfig, inputs: dict, level: float, log) -> dict:
     return results
 
 
+class _Timing:
+    """After each (method, xi) run it computes: the minutes the others need.
+
+    The rate is each method's mean over the runs it computed (a method not
+    yet timed is counted at the other's rate, and the line says so); runs
+    reused from an earlier invocation cost nothing.
+    """
+
+    def __init__(self, per_method: int, log):
+        self._left = {method: per_method for method in METHODS}
+        self._seconds = {method: [] for method in METHODS}
+        self._log = log
+
+    def run(self, method, sub_run, *args):
+        begin = time.perf_counter()
+        before = len(self._seconds[method])
+        metrics = sub_run(*args)
+        self._left[method] -= 1
+        if metrics.pop("_computed", False):
+            self._seconds[method].append(time.perf_counter() - begin)
+        if len(self._seconds[method]) > before and sum(self._left.values()):
+            self._log(self._line(method))
+        return metrics
+
+    def _line(self, method) -> str:
+        timed = [s for seconds in self._seconds.values() for s in seconds]
+        minutes, untimed = 0.0, []
+        for name, left in self._left.items():
+            seconds = self._seconds[name]
+            if left and not seconds:
+                untimed.append(name)
+            minutes += left * float(np.mean(seconds or timed)) / 60
+        runs_left = sum(self._left.values())
+        note = f"; {', '.join(untimed)} not yet timed" if untimed else ""
+        return (
+            f"sweep: this {method} run took {self._seconds[method][-1]:.1f} s; about "
+            f"{minutes:.1f} minutes left at this rate ({runs_left} "
+            f"run{'s' if runs_left != 1 else ''}{note})"
+        )
+
+
 def _sub_run(config, method: str, xi: float, identity, inputs, log) -> dict:
     """The (method, xi) run's metrics: reused if finished, else computed."""
     sub_dir = os.path.join(config.run_dir, f"{method}_xi{xi * 255:.1f}")
@@ -153,7 +201,7 @@ def _sub_run(config, method: str, xi: float, identity, inputs, log) -> dict:
         log(f"sweep: {method} at xi {xi * 255:.1f}/255: done before, reused")
         return metrics
     log(f"sweep: {method} at xi {xi * 255:.1f}/255")
-    return universal_job.run_on(sub_config, inputs, log)
+    return {**universal_job.run_on(sub_config, inputs, log), "_computed": True}
 
 
 def _tensorboard(run_dir: str, results: dict) -> None:

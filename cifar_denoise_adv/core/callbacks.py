@@ -73,3 +73,68 @@ class EpochLines(keras.callbacks.Callback):
         self._log(
             console.epoch_line(epoch + 1, self._epochs, dict(logs or {}), seconds)
         )
+
+
+def remaining_line(what: str, seconds: float, left: int, unit: str, per: float) -> str:
+    """'epoch 1 took 12.3 s; about 5.7 minutes left at this rate (27 epochs)'.
+
+    Args:
+      what: the finished piece ("epoch 1", "pass 1").
+      seconds: how long it took.
+      left: pieces still to come.
+      unit: their name, plural ("epochs", "passes").
+      per: the seconds each of them is expected to take.
+    """
+    minutes = left * per / 60
+    if left == 1:
+        unit = {"epochs": "epoch", "passes": "pass", "runs": "run"}.get(unit, unit)
+    return (
+        f"{what} took {seconds:.1f} s; about {minutes:.1f} minutes left at this "
+        f"rate ({left} {unit})"
+    )
+
+
+class RemainingTime(keras.callbacks.Callback):
+    """After the first epoch of this fit, one line with the minutes left.
+
+    The rate is the first epoch's without its first step, which traces and
+    compiles the step function (those seconds are said apart); validation
+    and the per-epoch callbacks are in it.
+    """
+
+    def __init__(self, epochs: int, log: Callable[[str], None]):
+        super().__init__()
+        self._epochs = epochs
+        self._log = log
+        self._said = False
+        self._steps = 0
+        self._start = self._first_step = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += 1
+        if self._steps == 1:
+            self._first_step = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._said:
+            return
+        self._said = True
+        now = time.perf_counter()
+        seconds = now - self._start
+        per_epoch = seconds
+        if self._steps > 1:
+            # The later steps' pace, the first step counted at that pace too.
+            per_epoch = (now - self._first_step) * self._steps / (self._steps - 1)
+        left = self._epochs - epoch - 1
+        if left <= 0:
+            return
+        line = remaining_line(f"epoch {epoch + 1}", seconds, left, "epochs", per_epoch)
+        if seconds - per_epoch > 1.0:
+            line = line.replace(
+                " s;", f" s ({seconds - per_epoch:.1f} s of it tracing the step);", 1
+            )
+        self._log(line)

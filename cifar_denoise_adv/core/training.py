@@ -234,7 +234,9 @@ def fit_resumable(
     point and resumed reports every epoch.
 
     verbose="auto": Keras's progress bar on a terminal; elsewhere (a log
-    file, a pipe) one line per epoch to `log` instead. Each epoch's logs
+    file, a pipe) one line per epoch to `log` instead. After the first
+    epoch of this call, one line to `log` says how many minutes the other
+    epochs will take at the measured rate (`callbacks.RemainingTime`). Each epoch's logs
     (history, TensorBoard, those lines) carry the learning rate it used.
 
     Returns:
@@ -276,6 +278,7 @@ def fit_resumable(
                 callbacks_lib.TensorBoard(os.path.join(run_dir, "tb")),
                 *callbacks,
                 *lines,
+                callbacks_lib.RemainingTime(epochs, log),
             ],
         )
     except tf.errors.UnavailableError as error:

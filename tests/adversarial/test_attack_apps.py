@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -321,10 +322,28 @@ def test_universal_sweep(classifier_run, denoiser_run, tmp_path):
     assert results["images"] == train_images["images"]
     seconds = results["sgd"]["seconds"] + results["deepfool"]["seconds"]
     assert results["compute_seconds"] == pytest.approx(sum(seconds))
+    # After each run it computed: the minutes the other runs need.
+    remaining = [
+        re.fullmatch(
+            r"sweep: this (\w+) run took [\d.]+ s; about [\d.]+ minutes left at "
+            r"this rate \((\d) runs?(; \w+ not yet timed)?\)",
+            line,
+        )
+        for line in logged
+        if "minutes left" in line
+    ]
+    assert all(remaining) and len(remaining) == 3
+    first, second = universal_job.METHODS
+    assert [m.groups() for m in remaining] == [
+        (first, "3", f"; {second} not yet timed"),
+        (first, "2", f"; {second} not yet timed"),
+        (second, "1", None),
+    ]
 
     # Run again: every (method, xi) run is reused, none recomputed.
     logged.clear()
     again = sweep(config, [8 / 255, 2 / 255])
+    assert not [line for line in logged if "minutes left" in line]
     assert again["sgd"] == results["sgd"] and again["deepfool"] == results["deepfool"]
     assert sum("reused" in line for line in logged) == 4
     # One closing line per method: the budget reaching the level, or that none did.
@@ -351,6 +370,29 @@ def test_universal_sweep(classifier_run, denoiser_run, tmp_path):
     with pytest.raises(UserError, match=_NOT_A_CLASSIFIER):
         sweep(bad, [2 / 255])
     assert folder_snapshot(tmp_path) == before
+
+
+def test_the_universal_loops_say_the_minutes_left_after_their_first_pass(
+    monkeypatch,
+):
+    sgd = universal_job.UniversalConfig(method="sgd", sgd_epochs=10)
+    assert universal_job._remaining_line(sgd, 12.0) == (
+        "epoch 1 took 12.0 s; about 1.8 minutes left at this rate (9 epochs)"
+    )
+    deepfool = universal_job.UniversalConfig(method="deepfool", max_passes=5)
+    assert universal_job._remaining_line(deepfool, 30.0) == (
+        "pass 1 took 30.0 s; at most 2.0 minutes left at this rate (4 passes), "
+        "fewer if it reaches the rate"
+    )
+    logged = []
+    progress = universal_job._progress(logged.append, "", sgd)
+    monkeypatch.setattr(universal_job.summaries, "write", lambda *a, **k: None)
+    progress({"pass": 1, "fooling_rate": 0.5, "elapsed_s": 6.0})
+    progress({"pass": 2, "fooling_rate": 0.6, "elapsed_s": 12.0})
+    assert logged[1] == (
+        "epoch 1 took 6.0 s; about 0.9 minutes left at this rate (9 epochs)"
+    )
+    assert len(logged) == 3
 
 
 def test_universal_config_rejects_a_final_step_above_the_first():

@@ -1,5 +1,7 @@
 """Training runs log the learning rate they used, one line per epoch in logs."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -65,3 +67,28 @@ def test_a_warm_up_as_long_as_the_run_is_refused_naming_both_flags():
     with pytest.raises(UserError, match=r"--warmup_epochs=2 .* --epochs=2"):
         training.TrainingConfig(epochs=2, warmup_epochs=2)
     training.TrainingConfig(epochs=2, warmup_epochs=1.5)  # shorter: fine
+
+
+def test_remaining_time_says_the_minutes_left_once_after_the_first_epoch():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    lines = []
+    x = np.zeros((32, 4), "float32")
+    model.fit(
+        x,
+        x[:, :1],
+        batch_size=8,
+        epochs=4,
+        verbose=0,
+        callbacks=[callbacks.RemainingTime(4, lines.append)],
+    )
+    assert len(lines) == 1
+    match = re.fullmatch(
+        r"epoch 1 took ([\d.]+) s( \([\d.]+ s of it tracing the step\))?; about "
+        r"([\d.]+) minutes left at this rate \(3 epochs\)",
+        lines[0],
+    )
+    assert match
+    assert callbacks.remaining_line("epoch 3", 60.0, 1, "epochs", 30.0) == (
+        "epoch 3 took 60.0 s; about 0.5 minutes left at this rate (1 epoch)"
+    )
