@@ -156,6 +156,13 @@ class StudyConfig(config_lib.Config):
         "flag file (e.g. epochs=1,max_train_images=256 for a quick trial of "
         "the whole study); each NAME must be a flag of a configured step.",
     )
+    estimate: bool = setting(
+        True,
+        "Before the first step, print the plan with each step's expected "
+        "minutes on this machine (a few timed training steps or gradients of "
+        "each model: about a minute), and after each step the minutes left.",
+        defines_result=False,
+    )
     force: bool = setting(False, "Rerun every step, even up-to-date ones.")
     rerun: tuple[str, ...] = setting(
         (),
@@ -267,6 +274,7 @@ def run(
     force: bool | Collection[str] = False,
     data_source: str = "",
     log: Callable[[str], None] = lambda message: None,
+    estimator: Callable | None = None,
 ) -> dict:
     """Runs the planned steps in order (skipping the up-to-date ones), reports.
 
@@ -276,16 +284,72 @@ def run(
       force: True reruns every step; a collection of names reruns those.
       data_source: how the data was chosen, for the report.
       log: receives progress lines.
+      estimator: plan -> `estimate.Estimate` (or None); when given, the plan
+        with each step's expected minutes is logged before the first step,
+        and the minutes left after each step.
 
     Returns:
       The study record written to study_dir/study.json (steps with their
       status: ran, resumed or skipped, and seconds).
     """
     with runs.hold(study_dir, "study_dir") as folder:
-        return _run(plans, folder, force, data_source, log)
+        return _run(plans, folder, force, data_source, log, estimator)
 
 
-def _run(plans, study_dir: str, force, data_source: str, log) -> dict:
+def _to_run(plans, forced) -> set[str]:
+    """The steps this invocation will run: not up to date, or downstream of one."""
+    by_name = {plan.step.name: plan for plan in plans}
+    names = set()
+    for plan in plans:
+        action = decide(plan, fingerprint(plan, by_name), forced(plan.step.name))
+        if action != "skip" or names.intersection(plan.step.needs):
+            names.add(plan.step.name)
+    return names
+
+
+class _Clock:
+    """The study's plan and, after each step, the minutes left at its pace."""
+
+    def __init__(self, plans, to_run: set[str], estimator, log):
+        self._log = log
+        self._left = {}
+        self._taken = self._expected = 0.0
+        if estimator is None or not to_run:
+            return
+        log(
+            "study: plan on this machine (expected minutes, from a few timed steps "
+            "of each model here):"
+        )
+        for plan in plans:
+            name = plan.step.name
+            if name not in to_run:
+                log(f"  {name:<20} up to date: skipped")
+                continue
+            found = estimator(plan)
+            if found is None:
+                continue
+            self._left[name] = found.seconds
+            log(f"  {name:<20} {found.seconds / 60:6.1f} min  ({found.how})")
+        log(f"  {'all':<20} {sum(self._left.values()) / 60:6.1f} min")
+
+    def step_done(self, name: str, seconds: float) -> None:
+        if name not in self._left:
+            return
+        self._taken += seconds
+        self._expected += self._left.pop(name)
+        if not self._left:
+            return
+        ratio = self._taken / self._expected if self._expected > 0 else 1.0
+        left = sum(self._left.values()) * ratio / 60
+        self._log(
+            f"study: about {left:.1f} minutes left ({len(self._left)} "
+            f"step{'s' if len(self._left) != 1 else ''}; the "
+            f"estimates x{ratio:.2f}, the ratio of the time taken so far to its "
+            "estimate)"
+        )
+
+
+def _run(plans, study_dir: str, force, data_source: str, log, estimator) -> dict:
     start = time.time()
     by_name = {plan.step.name: plan for plan in plans}
 
@@ -297,6 +361,7 @@ def _run(plans, study_dir: str, force, data_source: str, log) -> dict:
         study_dir,
         RECORD_FILE,
     )
+    clock = _Clock(plans, _to_run(plans, forced), estimator, log)
     statuses = []
     for plan in plans:
         current = fingerprint(plan, by_name)
@@ -316,6 +381,7 @@ def _run(plans, study_dir: str, force, data_source: str, log) -> dict:
             entry["seconds_this_invocation"] = run_step(
                 plan, current, action, study_dir, log
             )["seconds"]
+            clock.step_done(plan.step.name, entry["seconds_this_invocation"])
         statuses.append(entry)
     study = {
         "study_dir": study_dir,
@@ -460,4 +526,11 @@ def run_study(config: StudyConfig, log=lambda message: None) -> dict:
         if config.data_dir
         else "TFDS cifar10",
         log=log,
+        estimator=_estimator(configured, config) if config.estimate else None,
     )
+
+
+def _estimator(configured: list[Plan], config: StudyConfig):
+    from cifar_denoise_adv.study import estimate  # builds models: TensorFlow
+
+    return estimate.Estimator({p.step.name: p for p in configured}, config.data_dir)

@@ -1,10 +1,12 @@
 """The study app: a tiny end-to-end study, skip/resume logic, the report's HTML."""
 
 import base64
+import dataclasses
 import html.parser
 import json
 import os
 import pathlib
+import re
 import time
 
 import pytest
@@ -87,7 +89,8 @@ def _write_step_flags(folder, name, lines):
 def _run_study(context, *extra):
     # Through the study app's own flags, as on the command line.
     argv = ["study"] + [f"--{name}={value}" for name, value in context["flags"].items()]
-    study.APP.job(study.APP.parse([*argv, *extra]), log=lambda message: None)
+    context["lines"] = []
+    study.APP.job(study.APP.parse([*argv, *extra]), log=context["lines"].append)
     study_dir = pathlib.Path(context["flags"]["study_dir"])
     return json.loads((study_dir / "study.json").read_text())
 
@@ -105,7 +108,37 @@ def tiny_study(tmp_path_factory):
     flag_values.update(study_dir=str(root / "study"), data_dir=data_dir)
     context = {"flags": flag_values, "root": root, "step_dir": step_dir}
     context["first"] = _run_study(context)
+    context["first_lines"] = context["lines"]
     return context
+
+
+def test_the_study_prints_its_plan_and_the_minutes_left(tiny_study):
+    lines = tiny_study["first_lines"]
+    start = lines.index(
+        "study: plan on this machine (expected minutes, from a few timed steps "
+        "of each model here):"
+    )
+    steps = list(TINY_STEP_FLAGS)
+    planned = lines[start + 1 : start + 2 + len(steps)]
+    for name, line in zip([*steps, "all"], planned, strict=True):
+        assert re.fullmatch(rf"  {name} +\d+\.\d min(  \(.+\))?", line), line
+    # Each estimate says how it was reckoned, at this machine's precision.
+    assert re.search(
+        r"\(1 epochs x \d+ images at \d+ denoiser training images/s, \w+\)",
+        planned[steps.index("resnet")],
+    )
+    assert "not estimated" not in "\n".join(planned)
+    # The plan comes before the first step runs.
+    first_step = next(i for i, x in enumerate(lines) if x.startswith("study: noise ("))
+    assert start < first_step
+    left = [line for line in lines if line.startswith("study: about ")]
+    assert len(left) == len(steps) - 1  # none after the last step
+    for count, line in zip(range(len(steps) - 1, 0, -1), left, strict=True):
+        assert re.fullmatch(
+            rf"study: about \d+\.\d minutes left \({count} steps?; the estimates "
+            r"x\d+\.\d\d, the ratio of the time taken so far to its estimate\)",
+            line,
+        ), line
 
 
 def _db(stats):
@@ -419,3 +452,59 @@ def test_an_empty_step_folder_is_used(tmp_path, monkeypatch):
     settings = {"classifier": {"epochs": 1}, "fgsm": {"eps": 0.1}}
     plans, _ = _fake_plans(str(tmp_path), settings)
     assert set(_statuses(plan.run(plans, study_dir=str(tmp_path))).values()) == {"ran"}
+
+
+def _step_flagfile(folder, name, *lines):
+    path = folder / f"{name}.cfg"
+    path.write_text("\n".join(["# app: test.", *lines]) + "\n")
+    return str(path)
+
+
+def test_the_studys_precision_reaches_steps_whose_flag_file_sets_none(tmp_path):
+    config = plan.StudyConfig(
+        study_dir=str(tmp_path / "study"),
+        precision="float32",
+        noise_flagfile=_step_flagfile(tmp_path, "noise", "--sigma=0.1"),
+        resnet_flagfile=_step_flagfile(tmp_path, "resnet", "--epochs=2"),
+        # Set by an included file: the step keeps it.
+        plain_flagfile=_step_flagfile(
+            tmp_path, "plain", f"--flagfile={tmp_path}/pinned.cfg", "--arch=plain"
+        ),
+        classifier_flagfile=_step_flagfile(tmp_path, "classifier", "--epochs=1"),
+        fgsm_flagfile=_step_flagfile(tmp_path, "fgsm", "--precision=auto"),
+    )
+    _step_flagfile(tmp_path, "pinned", "--precision=auto")
+    configs = {p.step.name: p.config for p in plan.plans(config, log=print)}
+    assert not hasattr(configs["noise"], "precision")
+    assert configs["resnet"].precision == "float32"
+    assert configs["classifier"].precision == "float32"
+    assert configs["plain"].precision == "auto"
+    assert configs["fgsm"].precision == "auto"
+    # The default: auto everywhere.
+    default = plan.plans(dataclasses.replace(config, precision="auto"), log=print)
+    assert {p.config.precision for p in default if p.step.name != "noise"} == {"auto"}
+
+
+def test_step_flags_reach_every_step_that_has_the_flag(tmp_path):
+    config = plan.StudyConfig(
+        study_dir=str(tmp_path / "study"),
+        resnet_flagfile=_step_flagfile(tmp_path, "resnet", "--epochs=20"),
+        classifier_flagfile=_step_flagfile(tmp_path, "classifier", "--epochs=30"),
+        fgsm_flagfile=_step_flagfile(tmp_path, "fgsm", "--num_images=400"),
+        step_flags=("epochs=1", "max_train_images=256", "num_images=8"),
+    )
+    configs = {p.step.name: p.config for p in plan.plans(config, log=print)}
+    assert configs["resnet"].epochs == configs["classifier"].epochs == 1
+    assert configs["resnet"].max_train_images == 256
+    assert configs["fgsm"].num_images == 8
+    # Each bad entry: one line naming --step_flags.
+    for entry, expected in (
+        ("epochs", "expected NAME=VALUE"),
+        ("run_dir=x", "the study sets --run_dir of each step itself"),
+        ("sweep_xi=0.1", "--sweep_xi is a flag of none of the configured"),
+        ("epochs=0", "--epochs"),
+    ):
+        bad = dataclasses.replace(config, step_flags=(entry,))
+        with pytest.raises(UserError, match=expected) as error:
+            plan.plans(bad, log=print)
+        assert "\n" not in str(error.value)
