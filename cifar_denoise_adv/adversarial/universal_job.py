@@ -21,7 +21,7 @@ from cifar_denoise_adv.adversarial import attacks
 from cifar_denoise_adv.adversarial import baselines
 from cifar_denoise_adv.adversarial import classifier
 from cifar_denoise_adv.adversarial import figures
-from cifar_denoise_adv.core import callbacks
+from cifar_denoise_adv.adversarial import universal_progress
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
@@ -273,7 +273,9 @@ def _one_perturbation(config: UniversalConfig, inputs: dict, start, log) -> dict
     )
     tb = summaries.log_dir(config.run_dir)
     compute_start = time.perf_counter()
-    v, history = compute(config, model, train_x, _progress(log, tb, config))
+    v, history = compute(
+        config, model, train_x, universal_progress.lines(log, tb, config)
+    )
     compute_seconds = time.perf_counter() - compute_start
     rates = baselines.fooling_rates(
         config, model, v, {"train": train_x, "test": test_x}
@@ -311,50 +313,6 @@ def _one_perturbation(config: UniversalConfig, inputs: dict, start, log) -> dict
     )
     log(baselines.rates_line(rates))
     return record
-
-
-def _progress(log, tb: str, config: UniversalConfig):
-    """Each pass (epoch): a line and the fooling rate in TensorBoard.
-
-    After the first pass, one more line: the minutes the others will take
-    at its rate.
-    """
-
-    def progress(info: dict) -> None:
-        log(
-            " ".join(
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                for k, v in info.items()
-            )
-        )
-        summaries.write(
-            tb,
-            scalars={"fooling_rate/train_after_each_pass": info["fooling_rate"]},
-            step=info["pass"],
-        )
-        if info["pass"] == 1 and _passes(config) > 1:
-            log(_remaining_line(config, info["elapsed_s"]))
-
-    return progress
-
-
-def _passes(config: UniversalConfig) -> int:
-    """Passes (DeepFool loop, at most) or epochs (sgd) over the images."""
-    return config.max_passes if config.method == "deepfool" else config.sgd_epochs
-
-
-def _remaining_line(config: UniversalConfig, seconds: float) -> str:
-    """After the first pass (epoch): the minutes the others will take."""
-    if config.method == "deepfool":
-        # The loop stops early once the rate reaches 1 - delta; the later
-        # passes attack only the images not yet fooled, so this is a bound.
-        line = callbacks.remaining_line(
-            "pass 1", seconds, config.max_passes - 1, "passes", seconds
-        )
-        return line.replace("about", "at most", 1) + ", fewer if it reaches the rate"
-    return callbacks.remaining_line(
-        "epoch 1", seconds, config.sgd_epochs - 1, "epochs", seconds
-    )
 
 
 def _clean_accuracy(config, model, train_x, train_y, test_y, clean_test):

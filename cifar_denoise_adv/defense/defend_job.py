@@ -21,7 +21,6 @@ from cifar_denoise_adv.adversarial import classifier as classifier_lib
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
-from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
@@ -133,14 +132,14 @@ class DefendConfig(config_lib.RunConfig):
     )
     classifier_tta: int | None = classifier_lib.classifier_tta_setting()
     precision: str = setting(
-        precision.AUTO,
+        "auto",
         "Compute precision of the classifier and the denoiser (gradients are "
         "taken in float32 on the float32 input either way). auto (the "
         "default): each at the precision it was trained at where this machine "
         "computes it natively, else float32; float32, mixed_bfloat16 or "
         "mixed_float16 re-create both under that Keras policy; one this "
         "machine would only emulate is refused.",
-        choices=precision.CHOICES,
+        choices=loading.PRECISIONS,
     )
     batch_size: int = setting(100, "Images per attack batch.", low=1)
     num_examples: int = setting(
@@ -223,8 +222,8 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
             config.classifier_tta,
         )
         denoiser = loading.load_checked(config.denoiser, "denoiser")
-        (classifier, denoiser), used = _in_precision(
-            config, (classifier, denoiser), log
+        (classifier, denoiser), used = loading.in_precision(
+            config.precision, (classifier, denoiser), log
         )
         sigmas = _sigmas(config)
         data_dir = config.data_dir or None
@@ -243,24 +242,6 @@ def run(config: DefendConfig, log=lambda message: None) -> dict:
             start,
             log,
         )
-
-
-def _in_precision(config: DefendConfig, models, log):
-    """The two models in the precision --precision means for each here.
-
-    Returns:
-      ((classifier, denoiser), {"classifier": record, "denoiser": record}).
-    """
-    converted, used = [], {}
-    for name, model in zip(("classifier", "denoiser"), models, strict=True):
-        trained = precision.trained_precision(model)
-        chosen = precision.choose_for_model(config.precision, trained)
-        log(f"{name} {chosen.line()}")
-        if chosen.precision != trained or config.precision != precision.AUTO:
-            model = precision.with_precision(model, chosen.precision)
-        converted.append(model)
-        used[name] = chosen.record()
-    return tuple(converted), used
 
 
 def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:

@@ -16,11 +16,13 @@ from cifar_denoise_adv.adversarial import airbench  # noqa: F401 - registers lay
 from cifar_denoise_adv.adversarial import classifier as classifier_lib
 from cifar_denoise_adv.core import keras_files
 from cifar_denoise_adv.core import outputs
+from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import training
 from cifar_denoise_adv.core.errors import UserError
 from cifar_denoise_adv.denoising import models  # noqa: F401 - registers the layers
 
 NUM_CLASSES = 10
+PRECISIONS = precision.CHOICES  # --precision
 EXPECTED = {
     "classifier": (
         "a classifier [B, 32, 32, 3] -> [B, 10] logits: the run folder of a "
@@ -131,3 +133,21 @@ def denoiser_sigma(path: str) -> float | None:
 def run_digest(path: str) -> str | None:
     """sha256 of the run's metrics.json: which trained model was used."""
     return outputs.file_sha256(os.path.join(run_folder(path), outputs.METRICS_FILE))
+
+
+def in_precision(requested: str, loaded, log):
+    """The two models in the precision --precision=requested means for each here.
+
+    Returns:
+      ((classifier, denoiser), {"classifier": record, "denoiser": record}).
+    """
+    converted, used = [], {}
+    for name, model in zip(("classifier", "denoiser"), loaded, strict=True):
+        trained = precision.trained_precision(model)
+        chosen = precision.choose_for_model(requested, trained)
+        log(f"{name} {chosen.line()}")
+        if chosen.precision != trained or requested != precision.AUTO:
+            model = precision.with_precision(model, chosen.precision)
+        converted.append(model)
+        used[name] = chosen.record()
+    return tuple(converted), used

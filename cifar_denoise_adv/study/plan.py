@@ -50,7 +50,6 @@ from cifar_denoise_adv import denoise
 from cifar_denoise_adv import noise
 from cifar_denoise_adv import targeted
 from cifar_denoise_adv import universal
-from cifar_denoise_adv.core import apps
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import precision
@@ -59,6 +58,8 @@ from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 from cifar_denoise_adv.study import folders
 from cifar_denoise_adv.study import report
+from cifar_denoise_adv.study import step_configs
+from cifar_denoise_adv.study import timing
 
 RECORD_FILE = "study_step.json"
 STUDY_FILE = "study.json"
@@ -146,21 +147,19 @@ class StudyConfig(config_lib.Config):
     )
     precision: str = setting(
         precision.AUTO,
-        "--precision of every step that trains, attacks or defends, unless the "
-        "step's flag file sets one. " + precision.CHOICE_HELP,
+        "Each step's --precision, unless its flag file sets one. "
+        + precision.CHOICE_HELP,
         choices=precision.CHOICES,
     )
     step_flags: tuple[str, ...] = setting(
         (),
-        "NAME=VALUE flags given to every step whose app has --NAME, after its "
-        "flag file (e.g. epochs=1,max_train_images=256 for a quick trial of "
-        "the whole study); each NAME must be a flag of a configured step.",
+        "NAME=VALUE flags for every step whose app has --NAME, after its flag "
+        "file (e.g. epochs=1,max_train_images=64 for a quick trial).",
     )
     estimate: bool = setting(
         True,
-        "Before the first step, print the plan with each step's expected "
-        "minutes on this machine (a few timed training steps or gradients of "
-        "each model: about a minute), and after each step the minutes left.",
+        "Print each step's expected minutes on this machine (timed here) "
+        "before the first, and the minutes left after each.",
         defines_result=False,
     )
     force: bool = setting(False, "Rerun every step, even up-to-date ones.")
@@ -284,9 +283,8 @@ def run(
       force: True reruns every step; a collection of names reruns those.
       data_source: how the data was chosen, for the report.
       log: receives progress lines.
-      estimator: plan -> `estimate.Estimate` (or None); when given, the plan
-        with each step's expected minutes is logged before the first step,
-        and the minutes left after each step.
+      estimator: plan -> `estimate.Estimate` or None: logs the plan's
+        minutes first and the minutes left after each step (`timing`).
 
     Returns:
       The study record written to study_dir/study.json (steps with their
@@ -294,59 +292,6 @@ def run(
     """
     with runs.hold(study_dir, "study_dir") as folder:
         return _run(plans, folder, force, data_source, log, estimator)
-
-
-def _to_run(plans, forced) -> set[str]:
-    """The steps this invocation will run: not up to date, or downstream of one."""
-    by_name = {plan.step.name: plan for plan in plans}
-    names = set()
-    for plan in plans:
-        action = decide(plan, fingerprint(plan, by_name), forced(plan.step.name))
-        if action != "skip" or names.intersection(plan.step.needs):
-            names.add(plan.step.name)
-    return names
-
-
-class _Clock:
-    """The study's plan and, after each step, the minutes left at its pace."""
-
-    def __init__(self, plans, to_run: set[str], estimator, log):
-        self._log = log
-        self._left = {}
-        self._taken = self._expected = 0.0
-        if estimator is None or not to_run:
-            return
-        log(
-            "study: plan on this machine (expected minutes, from a few timed steps "
-            "of each model here):"
-        )
-        for plan in plans:
-            name = plan.step.name
-            if name not in to_run:
-                log(f"  {name:<20} up to date: skipped")
-                continue
-            found = estimator(plan)
-            if found is None:
-                continue
-            self._left[name] = found.seconds
-            log(f"  {name:<20} {found.seconds / 60:6.1f} min  ({found.how})")
-        log(f"  {'all':<20} {sum(self._left.values()) / 60:6.1f} min")
-
-    def step_done(self, name: str, seconds: float) -> None:
-        if name not in self._left:
-            return
-        self._taken += seconds
-        self._expected += self._left.pop(name)
-        if not self._left:
-            return
-        ratio = self._taken / self._expected if self._expected > 0 else 1.0
-        left = sum(self._left.values()) * ratio / 60
-        self._log(
-            f"study: about {left:.1f} minutes left ({len(self._left)} "
-            f"step{'s' if len(self._left) != 1 else ''}; the "
-            f"estimates x{ratio:.2f}, the ratio of the time taken so far to its "
-            "estimate)"
-        )
 
 
 def _run(plans, study_dir: str, force, data_source: str, log, estimator) -> dict:
@@ -361,7 +306,10 @@ def _run(plans, study_dir: str, force, data_source: str, log, estimator) -> dict
         study_dir,
         RECORD_FILE,
     )
-    clock = _Clock(plans, _to_run(plans, forced), estimator, log)
+    to_run = timing.to_run(
+        plans, lambda p: decide(p, fingerprint(p, by_name), forced(p.step.name))
+    )
+    clock = timing.Clock(plans, to_run, estimator, log)
     statuses = []
     for plan in plans:
         current = fingerprint(plan, by_name)
@@ -397,106 +345,26 @@ def _run(plans, study_dir: str, force, data_source: str, log, estimator) -> dict
     return study
 
 
-def _check_step(step: Step, config, flag: str) -> None:
-    if step.app in ("targeted", "universal", "defend") and not config.classifier:
-        raise UserError(
-            f"--{flag}: no --classifier, and the study has no classifier step "
-            "(--classifier_flagfile)."
-        )
-    if step.app == "defend" and not config.denoiser:
-        raise UserError(
-            f"--{flag}: no --denoiser, and the study has no ResNet denoiser step "
-            "(--resnet_flagfile)."
-        )
-    if step.app == "universal":
-        is_sweep = step.name == "universal_sweep"
-        if is_sweep != bool(config.sweep_xi):
-            raise UserError(
-                f"--{flag}: "
-                + ("needs --sweep_xi." if is_sweep else "must not set --sweep_xi.")
-            )
-
-
-# Set by the study for each step: --step_flags cannot name them.
-_STUDY_SETS = ("run_dir", "data_dir", "classifier", "denoiser", "flagfile")
-
-
-def _step_flags(config: StudyConfig, configured: list[Step]) -> dict[str, str]:
-    """--step_flags as {name: value}, each name a flag of a configured step.
-
-    Raises:
-      UserError: naming --step_flags, for an entry that is not NAME=VALUE,
-        names a flag the study sets itself, or a flag of no configured step.
-    """
-    known = {
-        field.name
-        for step in configured
-        for field in dataclasses.fields(APPS[step.app].config)
-    }
-    found = {}
-    for entry in config.step_flags:
-        name, equals, value = entry.partition("=")
-        name = name.strip().lstrip("-")
-        if not equals or not name:
-            raise UserError(
-                f"--step_flags={entry}: expected NAME=VALUE (e.g. epochs=1)."
-            )
-        if name in _STUDY_SETS:
-            raise UserError(
-                f"--step_flags={entry}: the study sets --{name} of each step itself."
-            )
-        if name not in known:
-            raise UserError(
-                f"--step_flags={entry}: --{name} is a flag of none of the configured "
-                "steps' apps."
-            )
-        found[name] = value
-    return found
-
-
-def _sets_precision(flagfile: str) -> bool:
-    """Whether a step's flag file (or one it includes) sets --precision."""
-    lines = apps.expand_flagfiles([f"--flagfile={flagfile}"])
-    return any(line.startswith(("--precision=", "-precision=")) for line in lines)
-
-
-def _overrides(config: StudyConfig, step: Step, step_flags: dict) -> dict:
-    """The flags the study gives a step after its flag file."""
-    run_dir = os.path.join(config.study_dir, step.name)
-    names = {field.name for field in dataclasses.fields(APPS[step.app].config)}
-    overrides = {name: v for name, v in step_flags.items() if name in names}
-    if "precision" in names and not _sets_precision(config.flagfile(step)):
-        overrides.setdefault("precision", config.precision)
-    overrides.update(run_dir=run_dir, data_dir=config.data_dir)
-    if "classifier" in step.needs and config.classifier_flagfile:
-        overrides["classifier"] = os.path.join(config.study_dir, "classifier")
-    if "resnet" in step.needs and config.resnet_flagfile:
-        overrides["denoiser"] = os.path.join(config.study_dir, "resnet")
-    return overrides
-
-
 def plans(config: StudyConfig, log) -> list[Plan]:
     """The configured steps, in order, each with its job's config.
 
     A step's config is its flag file read by its app's own parser, with
-    --step_flags, the study's --precision (unless the flag file sets one),
-    the step's folder, the study's data and (attacks) the study's
-    classifier on top; a bad flag file stops the study with one line naming
-    it.
+    the flags of `step_configs.overrides` on top; a bad flag file stops the
+    study with one line naming it.
     """
     configured = [step for step in STEPS if config.flagfile(step)]
-    step_flags = _step_flags(config, configured)
+    step_flags = step_configs.parse(config, configured, APPS)
     result = []
     for step in configured:
         flagfile = config.flagfile(step)
         flag = f"{step.name}_flagfile={flagfile}"
         app = APPS[step.app]
         try:
-            overrides = _overrides(config, step, step_flags)
+            overrides = step_configs.overrides(config, step, step_flags, APPS)
             job_config = config_lib.resolve(app.parse_flagfile(flagfile, overrides))
         except UserError as error:
             raise UserError(f"--{flag}: {error}") from None
-        _check_step(step, job_config, flag)
+        step_configs.check(step, job_config, flag)
         settings = {"config": config_lib.identity(job_config)}
         execute = functools.partial(app.job, job_config, log)
         result.append(
@@ -526,11 +394,7 @@ def run_study(config: StudyConfig, log=lambda message: None) -> dict:
         if config.data_dir
         else "TFDS cifar10",
         log=log,
-        estimator=_estimator(configured, config) if config.estimate else None,
+        estimator=timing.estimator(configured, config.data_dir)
+        if config.estimate
+        else None,
     )
-
-
-def _estimator(configured: list[Plan], config: StudyConfig):
-    from cifar_denoise_adv.study import estimate  # builds models: TensorFlow
-
-    return estimate.Estimator({p.step.name: p for p in configured}, config.data_dir)

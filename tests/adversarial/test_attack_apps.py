@@ -19,6 +19,7 @@ from cifar_denoise_adv.adversarial import classifier
 from cifar_denoise_adv.adversarial import sweep as sweep_lib
 from cifar_denoise_adv.adversarial import targeted_job
 from cifar_denoise_adv.adversarial import universal_job
+from cifar_denoise_adv.adversarial import universal_progress
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import export
@@ -376,17 +377,17 @@ def test_the_universal_loops_say_the_minutes_left_after_their_first_pass(
     monkeypatch,
 ):
     sgd = universal_job.UniversalConfig(method="sgd", sgd_epochs=10)
-    assert universal_job._remaining_line(sgd, 12.0) == (
+    assert universal_progress.remaining_line(sgd, 12.0) == (
         "epoch 1 took 12.0 s; about 1.8 minutes left at this rate (9 epochs)"
     )
     deepfool = universal_job.UniversalConfig(method="deepfool", max_passes=5)
-    assert universal_job._remaining_line(deepfool, 30.0) == (
+    assert universal_progress.remaining_line(deepfool, 30.0) == (
         "pass 1 took 30.0 s; at most 2.0 minutes left at this rate (4 passes), "
         "fewer if it reaches the rate"
     )
     logged = []
-    progress = universal_job._progress(logged.append, "", sgd)
-    monkeypatch.setattr(universal_job.summaries, "write", lambda *a, **k: None)
+    progress = universal_progress.lines(logged.append, "", sgd)
+    monkeypatch.setattr(universal_progress.summaries, "write", lambda *a, **k: None)
     progress({"pass": 1, "fooling_rate": 0.5, "elapsed_s": 6.0})
     progress({"pass": 2, "fooling_rate": 0.6, "elapsed_s": 12.0})
     assert logged[1] == (
