@@ -47,6 +47,8 @@ def test_each_epoch_logs_the_learning_rate_its_steps_ended_with(tmp_path, monkey
 
 def test_without_a_terminal_each_epoch_is_one_plain_line(tmp_path, monkeypatch, capfd):
     _, lines, _ = _fit(tmp_path, monkeypatch, terminal=False)
+    # Between them, after the first epoch, the minutes the other will take.
+    assert "minutes left at this rate (1 epoch)" in lines.pop(1)
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert all("loss " in line and "learning_rate " in line for line in lines)
     written = capfd.readouterr()

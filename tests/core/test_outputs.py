@@ -250,6 +250,7 @@ def _replay_cases(root):
                 seed=7,
                 classifier=str(root / "classifier"),
                 denoiser=str(root / "resnet"),
+                precision="float32",
                 num_images=300,
                 adaptive_images=100,
                 eot_images=20,
@@ -313,6 +314,9 @@ def _replay_cases(root):
                         "defend",
                     )
                 },
+                precision="float32",
+                step_flags=("epochs=2", "max_train_images=64"),
+                estimate=False,
                 force=True,
                 rerun=("noise", "fgsm"),
             ),
