@@ -82,7 +82,12 @@ class TrainingConfig(config_lib.RunConfig):
         "only the chief writes --run_dir).",
         choices=STRATEGIES,
     )
-    jit_compile: bool = setting(False, "Compile the training step with XLA.")
+    jit_compile: bool = setting(
+        False,
+        "Compile the training step with XLA. Off by default: on CPUs (AVX-512 "
+        "and AVX2 alike) XLA's convolutions trained both recipes at about half "
+        "the speed of TensorFlow's oneDNN ones (BENCHMARKS.md, float32 speed).",
+    )
     num_examples: int = setting(
         6, "Rows of the example figures.", low=1, defines_result=False
     )
