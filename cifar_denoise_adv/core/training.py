@@ -81,7 +81,12 @@ class TrainingConfig(config_lib.RunConfig):
         "only the chief writes --run_dir).",
         choices=STRATEGIES,
     )
-    jit_compile: bool = setting(False, "Compile the training step with XLA.")
+    jit_compile: bool = setting(
+        False,
+        "Compile the training step with XLA. Off by default: on CPUs XLA's "
+        "convolutions trained both recipes slower than TensorFlow's oneDNN ones "
+        "(0.44-0.46x with AVX-512, 0.83-0.99x with AVX2; BENCHMARKS.md).",
+    )
     num_examples: int = setting(
         6, "Rows of the example figures.", low=1, defines_result=False
     )
