@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from cifar_denoise_adv.adversarial import classifier as classifier_lib
+from cifar_denoise_adv.adversarial.attacks import registry
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
@@ -54,6 +55,13 @@ class DefendConfig(config_lib.RunConfig):
     )
     eot_images: int = setting(
         0, "Adaptive+EOT rows of the randomised pipeline: the first N (0: all).", low=0
+    )
+    attacks: tuple[str, ...] = setting(
+        registry.defense_table_default(),
+        "The attacks of the table (attacks.registry): "
+        + "; ".join(f"{a.name}: {a.description}" for a in registry.ATTACKS)
+        + ". pgd is required (the checks, the examples and the report use it).",
+        choices=registry.NAMES,
     )
     epsilons: tuple[float, ...] = setting(
         (2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255),
@@ -137,6 +145,11 @@ class DefendConfig(config_lib.RunConfig):
     )
 
     def validate(self):
+        if "pgd" not in self.attacks:
+            raise UserError(
+                f"--attacks={','.join(self.attacks)}: expected pgd among them (the "
+                "sanity checks, the examples and the report compare with PGD)."
+            )
         if not any(np.isclose(self.reference_epsilon, e) for e in self.epsilons):
             raise UserError(
                 f"--reference_epsilon={self.reference_epsilon:g}: expected one of "
@@ -263,7 +276,10 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
             "noisy_sigma": sigmas["noisy"],
             "randomised_sigma": sigmas["randomised"] or None,
             "threat_models": evaluation.THREAT_MODELS,
-            "attacks": evaluation.ATTACK_NAMES,
+            "attacks": {
+                name: evaluation.ATTACK_NAMES[name]
+                for name in ("clean", "noisy", *config.attacks)
+            },
             "rows": results.rows,
             "checks": sanity,
             "trustworthy": checks.trustworthy(sanity),
@@ -323,6 +339,8 @@ def _figures(config, results, pipelines, examples) -> None:
         row = results.find(
             p.name, evaluation.GRADIENT_FREE, evaluation.Attack("square", eps)
         )
+        if row is None:  # not in --attacks
+            continue
         square.append(
             (p.name, min(config.epsilons, key=lambda e: abs(e - eps)), row["accuracy"])
         )
