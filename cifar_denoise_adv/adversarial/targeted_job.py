@@ -52,7 +52,9 @@ class TargetedConfig(classifier.AttackConfig):
     step_size: float = setting(
         0.005, "Iterative: step size.", unit=config_lib.PIXEL, low=0.0, low_open=True
     )
-    num_steps: int = setting(10, "Iterative: steps.", low=1)
+    num_steps: int = setting(
+        10, "Iterative: steps; apgd_dlr: iterations (gradients per image).", low=1
+    )
     random_start: bool = setting(
         False, "Iterative: start at a random point of the ball."
     )

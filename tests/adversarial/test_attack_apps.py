@@ -58,7 +58,7 @@ def classifier_run(tmp_path_factory):
     return data_dir, str(run_dir)
 
 
-@pytest.mark.parametrize("attack", ["fgsm", "iterative"])
+@pytest.mark.parametrize("attack", ["fgsm", "iterative", "apgd_dlr"])
 def test_targeted_app_writes_every_promised_output(classifier_run, tmp_path, attack):
     data_dir, classifier_dir = classifier_run
     run_dir = tmp_path / attack

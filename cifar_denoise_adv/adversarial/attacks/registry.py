@@ -21,6 +21,9 @@ import dataclasses
 from collections.abc import Callable
 
 import numpy as np
+import tensorflow as tf
+
+from cifar_denoise_adv.adversarial.attacks.apgd import apgd
 
 # The functions, not their modules: the package's names `fgsm` and
 # `universal` are taken by functions.
@@ -193,12 +196,54 @@ def _deepfool_universal(model_fn, images, labels, xi, params):
     )
 
 
+def _apgd_on(loss: str) -> Callable:
+    """The untargeted APGD call on `loss` ("ce" or "dlr")."""
+
+    def call(model_fn, images, labels, epsilon, params):
+        return apgd(
+            model_fn,
+            images,
+            labels,
+            epsilon,
+            params.num_steps,
+            loss=loss,
+            seed=params.seed,
+            num_draws=params.num_draws,
+        )
+
+    return call
+
+
+def _targeted_apgd_dlr(model_fn, images, targets, epsilon, params):
+    # The true classes are the model's own predictions on the clean images:
+    # the targeted DLR needs them, and the apps pick correctly classified ones.
+    labels = tf.argmax(model_fn(tf.convert_to_tensor(images, tf.float32)), axis=-1)
+    return apgd(
+        model_fn,
+        images,
+        labels,
+        epsilon,
+        params.num_steps,
+        loss="dlr",
+        target_labels=targets,
+        seed=params.seed,
+        num_draws=params.num_draws,
+    )
+
+
 def _square(model_fn, images, labels, epsilon, params):
     return square_attack(
         model_fn, images, labels, epsilon, params.num_queries, seed=params.seed
     )
 
 
+APGD_ALGORITHM = (
+    "Croce and Hein 2020 (AutoAttack), Algorithm 1: from a random point of "
+    "the eps ball, num_steps momentum steps (alpha 0.75) up the {loss}, step "
+    "2 eps halved at the checkpoints ceil(p_j N) when the loss rose in fewer "
+    "than 75% of the steps or neither step nor best loss changed; the last "
+    "adversarial iterate, else the best"
+)
 ATTACKS = (
     Attack(
         "fgsm",
@@ -297,6 +342,49 @@ ATTACKS = (
         option="deepfool",
         in_defense_table=False,
         reads=("p", "delta", "max_passes", "overshoot", "max_iter_deepfool"),
+    ),
+    Attack(
+        "apgd_ce",
+        "APGD-CE",
+        "untargeted APGD-CE",
+        "linf",
+        False,
+        PER_IMAGE,
+        REFERENCE,
+        _apgd_on("ce"),
+        APGD_ALGORITHM.format(loss="cross-entropy of y"),
+        reads=("num_steps", "seed"),
+    ),
+    Attack(
+        "apgd_dlr",
+        "APGD-DLR",
+        "untargeted APGD-DLR",
+        "linf",
+        False,
+        PER_IMAGE,
+        REFERENCE,
+        _apgd_on("dlr"),
+        APGD_ALGORITHM.format(
+            loss="DLR loss -(z_y - max_(i != y) z_i) / (z_pi1 - z_pi3)"
+        ),
+        reads=("num_steps", "seed"),
+    ),
+    Attack(
+        "targeted_apgd_dlr",
+        "targeted APGD-DLR",
+        "targeted APGD-DLR",
+        "linf",
+        True,
+        PER_IMAGE,
+        TARGETED,
+        _targeted_apgd_dlr,
+        APGD_ALGORITHM.format(
+            loss="targeted DLR loss -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), "
+            "y the clean prediction"
+        ),
+        option="apgd_dlr",
+        in_defense_table=False,
+        reads=("num_steps", "seed"),
     ),
 )
 BY_NAME = {attack.name: attack for attack in ATTACKS}
