@@ -84,6 +84,7 @@ def test_apps_are_where_users_call_them():
         "classify",
         "targeted",
         "universal",
+        "sweep",
         "defend",
     ):
         source = (PACKAGE / f"{app}.py").read_text(encoding="utf-8")

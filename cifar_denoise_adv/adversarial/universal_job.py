@@ -3,8 +3,8 @@
 `run(config)` computes v with the reference DeepFool loop (Moosavi-Dezfooli
 et al. 2017, Algorithm 1) or the batched signed-gradient method (Shafahi et
 al. 2020), measures its fooling rate on the training images used and on the
-unseen test set against random noise of the same norm, and draws it; with
-`sweep_xi` it runs the sweep over several xi instead (`sweep.py`). Fooling
+unseen test set against random noise of the same norm, and draws it (the
+sweep over several xi is its own job, `sweep.py`). Fooling
 means: the prediction on x + v differs from the prediction on x (not from
 the true label).
 """
@@ -94,14 +94,6 @@ class UniversalConfig(classifier.AttackConfig):
     )
     max_test_images: int = setting(
         0, "Test images for the unseen-image rate (0: all).", low=0
-    )
-    sweep_xi: tuple[float, ...] = setting(
-        (),
-        "If given: run both methods at each of these xi and plot the fooling "
-        "rate against xi.",
-        unit=config_lib.LP,
-        low=0,
-        low_open=True,
     )
 
     def validate(self):
@@ -198,19 +190,14 @@ def classifier_digest(classifier_dir: str) -> str | None:
 def run(config: UniversalConfig, log=lambda message: None) -> dict:
     """Computes v, measures fooling rates, writes v, figures, tb/, metrics.json.
 
-    With `sweep_xi`, runs the sweep instead (`sweep.sweep`). The classifier
-    and the data are read and checked before anything in run_dir changes
-    (`runs.claim`).
+    The classifier and the data are read and checked before anything in
+    run_dir changes (`runs.claim`).
 
     Returns:
-      The record written to metrics.json (sweep.json for a sweep).
+      The record written to metrics.json.
     """
     start = time.time()
     config = config_lib.resolve(config)
-    if config.sweep_xi:
-        from cifar_denoise_adv.adversarial import sweep  # imports this module
-
-        return sweep.sweep(config, log)
     with runs.claim(config, "universal", log) as held:
         inputs = load_inputs(config, log)
         held.begin()

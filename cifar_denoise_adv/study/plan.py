@@ -48,6 +48,7 @@ from cifar_denoise_adv import classify
 from cifar_denoise_adv import defend
 from cifar_denoise_adv import denoise
 from cifar_denoise_adv import noise
+from cifar_denoise_adv import sweep
 from cifar_denoise_adv import targeted
 from cifar_denoise_adv import universal
 from cifar_denoise_adv.core import config as config_lib
@@ -86,7 +87,7 @@ STEPS = (
     Step("universal_deepfool", "universal", "universal", needs=("classifier",)),
     Step(
         "universal_sweep",
-        "universal",
+        "sweep",
         "universal",
         needs=("classifier",),
         result_file="sweep.json",
@@ -102,6 +103,7 @@ APPS = {
         classify.APP,
         targeted.APP,
         universal.APP,
+        sweep.APP,
         defend.APP,
     )
 }
@@ -137,7 +139,7 @@ class StudyConfig(config_lib.Config):
         "", "Flag file of the universal (DeepFool loop) step."
     )
     universal_sweep_flagfile: str = setting(
-        "", "Flag file of the fooling-rate sweep step (needs --sweep_xi)."
+        "", "Flag file of the fooling-rate sweep step (the sweep app's)."
     )
     defend_flagfile: str = setting(
         "", "Flag file of the defense step (the ResNet denoiser before the classifier)."
@@ -316,7 +318,10 @@ def _run(plans, study_dir: str, force, data_source: str, log) -> dict:
 
 
 def _check_step(step: Step, config, flag: str) -> None:
-    if step.app in ("targeted", "universal", "defend") and not config.classifier:
+    if (
+        step.app in ("targeted", "universal", "sweep", "defend")
+        and not config.classifier
+    ):
         raise UserError(
             f"--{flag}: no --classifier, and the study has no classifier step "
             "(--classifier_flagfile)."
@@ -326,13 +331,6 @@ def _check_step(step: Step, config, flag: str) -> None:
             f"--{flag}: no --denoiser, and the study has no ResNet denoiser step "
             "(--resnet_flagfile)."
         )
-    if step.app == "universal":
-        is_sweep = step.name == "universal_sweep"
-        if is_sweep != bool(config.sweep_xi):
-            raise UserError(
-                f"--{flag}: "
-                + ("needs --sweep_xi." if is_sweep else "must not set --sweep_xi.")
-            )
 
 
 def plans(config: StudyConfig, log) -> list[Plan]:
