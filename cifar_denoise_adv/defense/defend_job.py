@@ -19,6 +19,8 @@ import numpy as np
 
 from cifar_denoise_adv.adversarial import classifier as classifier_lib
 from cifar_denoise_adv.adversarial.attacks import registry
+from cifar_denoise_adv.adversarial.targeted_job import TargetedConfig
+from cifar_denoise_adv.adversarial.universal_job import UniversalConfig
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
@@ -107,30 +109,44 @@ class DefendConfig(config_lib.RunConfig):
     eval_draws: int = setting(
         8, "Randomised pipeline: noise draws each accuracy is averaged over.", low=1
     )
-    targeted_epsilon: float = setting(
-        0.02, "Targeted attacks: L-inf budget.", unit=PIXEL, low=0, low_open=True
+    # The targeted and universal rows run the targeted and universal apps'
+    # attacks: their settings (help, range, unit, default) are those apps';
+    # where defend's default differs, it is named (flags/universal.cfg's
+    # recipe, and smaller sgd batches for the few training images used).
+    targeted_epsilon: float = config_lib.derived(
+        TargetedConfig, "epsilon", "Targeted rows"
     )
-    targeted_steps: int = setting(10, "Targeted iterative: steps.", low=1)
-    targeted_step_size: float = setting(
-        0.005, "Targeted iterative: step.", unit=PIXEL, low=0, low_open=True
+    targeted_steps: int = config_lib.derived(
+        TargetedConfig, "num_steps", "Targeted rows"
     )
-    universal_xi: float = setting(
-        10 / 255, "Universal: L-inf radius.", unit=PIXEL, low=0, low_open=True
+    targeted_step_size: float = config_lib.derived(
+        TargetedConfig, "step_size", "Targeted rows"
     )
-    universal_train_images: int = setting(
-        2000, "Universal: v is computed on the first N training images.", low=1
+    universal_xi: float = config_lib.derived(
+        UniversalConfig, "xi", "Universal row, L-inf", unit=PIXEL
     )
-    universal_epochs: int = setting(10, "Universal: sgd epochs.", low=1)
-    universal_batch_size: int = setting(32, "Universal: images per sgd step.", low=1)
-    universal_step_size: float = setting(
-        0.004, "Universal: first signed step.", unit=PIXEL, low=0, low_open=True
+    universal_train_images: int = config_lib.derived(
+        UniversalConfig,
+        "max_train_images",
+        "Universal row",
+        help="Universal row: v is computed on the first N training images.",
+        low=1,
     )
-    universal_final_step_size: float | None = setting(
-        0.0002,
-        "Universal: last step (half-cosine decay); unset: constant.",
+    universal_epochs: int = config_lib.derived(
+        UniversalConfig, "sgd_epochs", "Universal row"
+    )
+    universal_batch_size: int = config_lib.derived(
+        UniversalConfig, "batch_size", "Universal row", default=32
+    )
+    universal_step_size: float = config_lib.derived(
+        UniversalConfig, "sgd_step_size", "Universal row", default=0.004, unit=PIXEL
+    )
+    universal_final_step_size: float | None = config_lib.derived(
+        UniversalConfig,
+        "sgd_final_step_size",
+        "Universal row",
+        default=0.0002,
         unit=PIXEL,
-        low=0,
-        low_open=True,
     )
     square_queries: int = setting(
         300, "Gradient-free check: Square Attack queries per image.", low=1

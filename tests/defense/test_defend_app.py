@@ -244,3 +244,26 @@ def test_the_table_runs_the_attacks_asked_for_and_needs_pgd(tiny_runs, tmp_path)
             defend.APP.parse(_argv(tiny_runs, tmp_path / "b", "--attacks=fgsm")),
             lambda message: None,
         )
+
+
+def test_the_targeted_and_universal_settings_are_those_apps_settings():
+    import dataclasses
+
+    from cifar_denoise_adv.adversarial.targeted_job import TargetedConfig
+    from cifar_denoise_adv.adversarial.universal_job import UniversalConfig
+    from cifar_denoise_adv.defense.defend_job import DefendConfig
+
+    mine = {f.name: f for f in dataclasses.fields(DefendConfig)}
+    for source, pairs in (
+        (
+            TargetedConfig,
+            {"epsilon": "targeted_epsilon", "num_steps": "targeted_steps"},
+        ),
+        (UniversalConfig, {"sgd_epochs": "universal_epochs", "xi": "universal_xi"}),
+    ):
+        theirs = {f.name: f for f in dataclasses.fields(source)}
+        for name, defend_name in pairs.items():
+            field = mine[defend_name]
+            assert field.default == theirs[name].default
+            assert theirs[name].metadata["help"] in field.metadata["help"]
+            assert f"--{name} of {source.__name__}" in field.metadata["help"]
