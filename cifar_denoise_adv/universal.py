@@ -3,8 +3,6 @@
 Usage:
   python -m cifar_denoise_adv.universal --flagfile=flags/universal.cfg \
       --classifier=runs/classifier --data_dir=path/to/cifar-10-batches-py
-  python -m cifar_denoise_adv.universal --flagfile=flags/universal.cfg \
-      --sweep_xi=2/255,4/255,6/255,8/255,10/255,12/255,16/255 ...
 
 --method=deepfool is the reference algorithm (Moosavi-Dezfooli et al. 2017,
 DeepFool inside, projection on the lp ball); --method=sgd the batched
@@ -13,9 +11,8 @@ perturbation.png (with a colour bar), fooled_flows.png, examples.png,
 metrics.json (fooling rates on the training images used and on the test set,
 and for random noise of the same norm; the classifier's clean accuracy, with
 a warning below 50%) and tb/ (the rate after each pass or epoch, the final
-rates, v and fooled examples). --sweep_xi runs both methods at each xi and
-plots fooling rate against xi (sweep.png, sweep.json, and in tb/ as scalars
-with step = xi x 255).
+rates, v and fooled examples). The fooling rate against xi, for both
+methods, is the `sweep` app's (`python -m cifar_denoise_adv.sweep`).
 """
 
 from cifar_denoise_adv.adversarial import universal_job

@@ -13,6 +13,7 @@ from cifar_denoise_adv import defend
 from cifar_denoise_adv import denoise
 from cifar_denoise_adv import denoise_image
 from cifar_denoise_adv import noise
+from cifar_denoise_adv import sweep
 from cifar_denoise_adv import targeted
 from cifar_denoise_adv import universal
 from cifar_denoise_adv.core import apps
@@ -31,6 +32,7 @@ APPS = {
         classify.APP,
         targeted.APP,
         universal.APP,
+        sweep.APP,
         compare.APP,
         denoise_image.APP,
         defend.APP,
@@ -113,7 +115,7 @@ def test_a_flag_after_the_flagfile_overrides_it():
         (targeted.APP, "--epsilon=8"),
         (targeted.APP, "--targets=3,10"),
         (universal.APP, "--xi=10"),
-        (universal.APP, "--sweep_xi=2/255,0"),
+        (sweep.APP, "--sweep_xi=2/255,0"),
         (universal.APP, "--delta=1.5"),
         (defend.APP, "--epsilons=2/255,8"),
         (defend.APP, "--eot_draws=0"),
@@ -161,7 +163,7 @@ def test_universal_xi_10_ends_in_the_line_that_says_how_to_write_it(tmp_path):
 
 def test_an_l2_budget_is_checked_against_the_l2_range():
     # Above 1 is fine for L2 (up to sqrt(32 * 32 * 3) = 55.4), not for L-inf.
-    config = universal.APP.parse(
+    config = sweep.APP.parse(
         ["prog", "--norm=l2", "--xi=2", "--sgd_step_size=0.5", "--sweep_xi=1,4"]
     )
     assert (config.xi, config.sgd_step_size, config.sweep_xi) == (2.0, 0.5, (1, 4))

@@ -235,6 +235,6 @@ def test_a_console_script_runs_help(installed, tmp_path):
         timeout=300,
         stdin=subprocess.DEVNULL,
     )
-    assert "--sweep_xi" in result.stdout, result.stderr[-3000:]
+    assert "--max_passes" in result.stdout, result.stderr[-3000:]
     assert "The `universal` app" in result.stdout
     assert not [m for m in STARTUP_MARKERS if m in result.stdout + result.stderr]

@@ -1,8 +1,11 @@
-"""The fooling-rate sweep: both universal methods over a grid of budgets xi.
+"""The sweep job: both universal methods over a grid of budgets xi.
 
-Each (method, xi) is a universal job run in a sub-folder; a finished one
-with the same settings, classifier and data is reused, so an interrupted
-sweep continues where it stopped.
+`run(config)` is what the `sweep` app and the study call. Each (method, xi)
+is a universal job run in a sub-folder; a finished one with the same
+settings, classifier and data is reused, so an interrupted sweep continues
+where it stopped. The sweep's own settings are the universal job's, less
+what each sub-run checks itself (the grid, the method and each method's
+settings), plus the grid --sweep_xi.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import summaries
+from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
 SWEEP_FILE = "sweep.json"
@@ -28,6 +32,60 @@ SWEEP_FILE = "sweep.json"
 # The fooling rate the original study reports (on the images v was computed
 # on): the level whose budget the sweep finds.
 REFERENCE_FOOLING_RATE = 0.6517
+
+
+_METHOD_FIELDS = {
+    "deepfool": ("delta", "max_passes", "overshoot", "max_iter_deepfool"),
+    "sgd": ("sgd_step_size", "sgd_epochs", "sgd_final_step_size"),
+}
+_UNIVERSAL_FIELDS = {f.name: f for f in dataclasses.fields(UniversalConfig)}
+
+
+def _checked_by_each_run(name: str):
+    """The universal setting `name`, left out of the sweep folder's identity.
+
+    Every (method, xi) run records and checks it (`_finished_run`), so a
+    sweep with another value reuses the runs it does not concern.
+    """
+    field = _UNIVERSAL_FIELDS[name]
+    return dataclasses.field(
+        default=field.default, metadata={**field.metadata, "defines_result": False}
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig(UniversalConfig):
+    """The universal job's settings for both methods, and the grid of xi."""
+
+    method: str = _checked_by_each_run("method")
+    delta: float = _checked_by_each_run("delta")
+    max_passes: int = _checked_by_each_run("max_passes")
+    overshoot: float = _checked_by_each_run("overshoot")
+    max_iter_deepfool: int = _checked_by_each_run("max_iter_deepfool")
+    keep_best_pass: bool = _checked_by_each_run("keep_best_pass")
+    sgd_step_size: float = _checked_by_each_run("sgd_step_size")
+    sgd_epochs: int = _checked_by_each_run("sgd_epochs")
+    sgd_final_step_size: float | None = _checked_by_each_run("sgd_final_step_size")
+    sweep_xi: tuple[float, ...] = setting(
+        (2 / 255, 4 / 255, 6 / 255, 8 / 255, 10 / 255, 12 / 255, 16 / 255),
+        "The budgets xi: both methods run at each, and the fooling rate is "
+        "plotted against xi.",
+        unit=config_lib.LP,
+        low=0,
+        low_open=True,
+        defines_result=False,  # each (method, xi) run is checked on its own
+    )
+
+    def validate(self):
+        super().validate()
+        if not self.sweep_xi:
+            raise UserError("--sweep_xi: expected at least one budget xi.")
+
+    def universal(self, method: str, xi: float, run_dir: str) -> UniversalConfig:
+        """The universal job's config of the (method, xi) run."""
+        values = {name: getattr(self, name) for name in _UNIVERSAL_FIELDS}
+        values.update(method=method, xi=xi, run_dir=run_dir, overwrite=True)
+        return UniversalConfig(**values)
 
 
 def budget_reaching(xis: list[float], rates: list[float], level: float) -> float | None:
@@ -66,12 +124,6 @@ def _finished_run(sub_dir: str, config: UniversalConfig, identity: dict) -> dict
     return metrics if found == expected else None
 
 
-_METHOD_FIELDS = {
-    "deepfool": ("delta", "max_passes", "overshoot", "max_iter_deepfool"),
-    "sgd": ("sgd_step_size", "sgd_epochs", "sgd_final_step_size"),
-}
-
-
 def _defining(config: UniversalConfig) -> dict:
     """The result-defining settings but the other method's, which cannot matter."""
     other = [m for m in METHODS if m != config.method][0]
@@ -79,8 +131,8 @@ def _defining(config: UniversalConfig) -> dict:
     return {k: v for k, v in fields.items() if k not in _METHOD_FIELDS[other]}
 
 
-def sweep(
-    config: UniversalConfig,
+def run(
+    config: SweepConfig,
     log=lambda message: None,
     level: float = REFERENCE_FOOLING_RATE,
 ) -> dict:
@@ -99,15 +151,16 @@ def sweep(
       The results written to sweep.json.
     """
     config = config_lib.resolve(config)
-    # Each (method, xi) run checks its own settings, so the sweep's folder
-    # accepts a changed grid or method settings and reuses what still matches.
-    with runs.claim(config, "universal", log, same_settings=False) as held:
+    # The grid and the method settings are not in the folder's identity
+    # (each (method, xi) run checks its own), so the folder accepts a
+    # changed grid or method settings and reuses what still matches.
+    with runs.claim(config, "sweep", log) as held:
         inputs = universal_job.load_inputs(config, log)
         held.begin()
         return _sweep(config, inputs, level, log)
 
 
-def _sweep(config: UniversalConfig, inputs: dict, level: float, log) -> dict:
+def _sweep(config: SweepConfig, inputs: dict, level: float, log) -> dict:
     xis = sorted(config.sweep_xi)
     identity = {
         "classifier": config.classifier,
@@ -142,7 +195,7 @@ def _sweep(config: UniversalConfig, inputs: dict, level: float, log) -> dict:
     outputs.save_figure(
         figures.fooling_sweep(results), os.path.join(config.run_dir, "sweep.png")
     )
-    outputs.write_flagfile(config, "universal")
+    outputs.write_flagfile(config, "sweep")
     outputs.write_json(os.path.join(config.run_dir, SWEEP_FILE), results)
     return results
 
@@ -193,9 +246,7 @@ def _sub_run(config, method: str, xi: float, identity, inputs, log) -> dict:
     sub_dir = os.path.join(config.run_dir, f"{method}_xi{xi * 255:.1f}")
     # The sub-folder is the sweep's own: a run there that cannot be reused
     # (other settings, or interrupted) is replaced by a fresh one.
-    sub_config = dataclasses.replace(
-        config, method=method, xi=xi, sweep_xi=(), run_dir=sub_dir, overwrite=True
-    )
+    sub_config = config.universal(method, xi, sub_dir)
     metrics = _finished_run(sub_dir, sub_config, identity)
     if metrics is not None:
         log(f"sweep: {method} at xi {xi * 255:.1f}/255: done before, reused")

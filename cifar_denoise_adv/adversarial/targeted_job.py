@@ -17,6 +17,7 @@ import tensorflow as tf
 from cifar_denoise_adv.adversarial import attacks
 from cifar_denoise_adv.adversarial import classifier
 from cifar_denoise_adv.adversarial import figures
+from cifar_denoise_adv.adversarial.attacks import registry
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import metrics
@@ -27,7 +28,10 @@ from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
-ATTACKS = ("fgsm", "iterative")
+# The registry's targeted per-image attacks, by their --attack value.
+ATTACKS = registry.options(registry.PER_IMAGE, targeted=True)
+# The settings of this app an attack may read (`registry.Params` fields).
+STEP_SETTINGS = ("step_size", "num_steps", "random_start")
 TARGET_MODES = ("random", "least_likely", "given")
 
 
@@ -35,14 +39,22 @@ TARGET_MODES = ("random", "least_likely", "given")
 class TargetedConfig(classifier.AttackConfig):
     """The attack and the choice of images and targets (the app's flags)."""
 
-    attack: str = setting("fgsm", "Targeted FGSM or iterative.", choices=ATTACKS)
+    attack: str = setting(
+        "fgsm",
+        "The targeted attack: "
+        + "; ".join(f"{key}: {spec.description}" for key, spec in ATTACKS.items())
+        + ".",
+        choices=tuple(ATTACKS),
+    )
     epsilon: float = setting(
         0.02, "L-inf budget.", unit=config_lib.PIXEL, low=0.0, low_open=True
     )
     step_size: float = setting(
         0.005, "Iterative: step size.", unit=config_lib.PIXEL, low=0.0, low_open=True
     )
-    num_steps: int = setting(10, "Iterative: steps.", low=1)
+    num_steps: int = setting(
+        10, "Iterative: steps; apgd_dlr: iterations (gradients per image).", low=1
+    )
     random_start: bool = setting(
         False, "Iterative: start at a random point of the ball."
     )
@@ -69,21 +81,12 @@ class TargetedConfig(classifier.AttackConfig):
 
 def settings(config: TargetedConfig) -> dict:
     """The attack's settings as recorded in metrics.json."""
-    common = {"norm": "linf", "epsilon": config.epsilon}
-    if config.attack == "fgsm":
-        return {
-            **common,
-            "algorithm": "targeted FGSM, one step: "
-            "x' = clip(x + eps * sign(grad_x(-CE(target, f(x)))), 0, 1)",
-        }
+    spec = ATTACKS[config.attack]
     return {
-        **common,
-        "algorithm": "targeted iterative FGSM (I-FGSM/PGD): num_steps signed "
-        "steps of step_size descending CE(target), each projected onto the "
-        "L-inf ball of radius eps around x and onto [0, 1]",
-        "step_size": config.step_size,
-        "num_steps": config.num_steps,
-        "random_start": config.random_start,
+        "norm": spec.norm,
+        "epsilon": config.epsilon,
+        "algorithm": spec.algorithm,
+        **{name: getattr(config, name) for name in STEP_SETTINGS if name in spec.reads},
     }
 
 
@@ -136,25 +139,21 @@ def choose_targets(
 
 
 def attack(config: TargetedConfig, model_fn, images, targets) -> np.ndarray:
-    """The configured attack, in batches."""
+    """The configured attack (`registry`), in batches."""
+    spec = ATTACKS[config.attack]
     adversarial = []
     for start in range(0, len(images), config.batch_size):
         x = tf.constant(images[start : start + config.batch_size])
         t = tf.constant(targets[start : start + config.batch_size])
-        if config.attack == "fgsm":
-            x_adv = attacks.targeted_fgsm(model_fn, x, t, config.epsilon)
-        else:
-            x_adv = attacks.targeted_iterative(
-                model_fn,
-                x,
-                t,
-                config.epsilon,
-                step_size=config.step_size,
-                num_steps=config.num_steps,
-                random_start=config.random_start,
-                seed=config.seed + start,
-            )
-        adversarial.append(np.asarray(x_adv))
+        params = registry.Params(
+            step_size=config.step_size,
+            num_steps=config.num_steps,
+            random_start=config.random_start,
+            seed=config.seed + start,
+        )
+        adversarial.append(
+            np.asarray(spec.call(model_fn, x, t, config.epsilon, params))
+        )
     return np.concatenate(adversarial)
 
 

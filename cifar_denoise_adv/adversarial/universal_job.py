@@ -3,8 +3,8 @@
 `run(config)` computes v with the reference DeepFool loop (Moosavi-Dezfooli
 et al. 2017, Algorithm 1) or the batched signed-gradient method (Shafahi et
 al. 2020), measures its fooling rate on the training images used and on the
-unseen test set against random noise of the same norm, and draws it; with
-`sweep_xi` it runs the sweep over several xi instead (`sweep.py`). Fooling
+unseen test set against random noise of the same norm, and draws it (the
+sweep over several xi is its own job, `sweep.py`). Fooling
 means: the prediction on x + v differs from the prediction on x (not from
 the true label).
 """
@@ -22,6 +22,7 @@ from cifar_denoise_adv.adversarial import baselines
 from cifar_denoise_adv.adversarial import classifier
 from cifar_denoise_adv.adversarial import figures
 from cifar_denoise_adv.adversarial import universal_progress
+from cifar_denoise_adv.adversarial.attacks import registry
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
@@ -31,7 +32,9 @@ from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 
-METHODS = ("deepfool", "sgd")
+# The registry's universal attacks, by their --method value.
+METHOD_ATTACKS = registry.options(registry.UNIVERSAL)
+METHODS = tuple(sorted(METHOD_ATTACKS))
 NORMS = ("linf", "l2")
 FOOLING_DEFINITION = (
     "an image is fooled when the classifier's prediction on clip(x + v, 0, 1) "
@@ -93,14 +96,6 @@ class UniversalConfig(classifier.AttackConfig):
     max_test_images: int = setting(
         0, "Test images for the unseen-image rate (0: all).", low=0
     )
-    sweep_xi: tuple[float, ...] = setting(
-        (),
-        "If given: run both methods at each of these xi and plot the fooling "
-        "rate against xi.",
-        unit=config_lib.LP,
-        low=0,
-        low_open=True,
-    )
 
     def validate(self):
         final = self.sgd_final_step_size
@@ -125,13 +120,11 @@ def settings(config: UniversalConfig) -> dict:
         "seed": config.seed,
         "fooling": FOOLING_DEFINITION,
     }
+    algorithm = {"algorithm": METHOD_ATTACKS[config.method].algorithm}
     if config.method == "deepfool":
         return {
             **common,
-            "algorithm": "Moosavi-Dezfooli et al. 2017, Algorithm 1: passes over "
-            "the shuffled images; where x + v is not yet fooled, DeepFool on "
-            "x + v gives r and v <- P_{p,xi}(v + r); stop at fooling rate "
-            ">= 1 - delta or after max_passes",
+            **algorithm,
             "delta": config.delta,
             "max_passes": config.max_passes,
             "overshoot": config.overshoot,
@@ -140,10 +133,7 @@ def settings(config: UniversalConfig) -> dict:
         }
     return {
         **common,
-        "algorithm": "Shafahi et al. 2020 (universal adversarial training, "
-        "attack part): signed-gradient ascent of the cross-entropy of the clean "
-        "prediction on v over mini-batches, projected on the lp ball after "
-        "every step",
+        **algorithm,
         "step_size": config.sgd_step_size,
         "final_step_size": config.sgd_final_step_size,
         "step_schedule": "constant"
@@ -154,38 +144,30 @@ def settings(config: UniversalConfig) -> dict:
     }
 
 
+def params(config: UniversalConfig, progress=None) -> registry.Params:
+    """The app's settings as the registry's attacks read them."""
+    return registry.Params(
+        p=config.p,
+        delta=config.delta,
+        max_passes=config.max_passes,
+        overshoot=config.overshoot,
+        max_iter_deepfool=config.max_iter_deepfool,
+        keep_best_pass=config.keep_best_pass,
+        step_size=config.sgd_step_size,
+        num_epochs=config.sgd_epochs,
+        final_step_size=config.sgd_final_step_size,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        progress=progress,
+    )
+
+
 def compute(
     config: UniversalConfig, model_fn, images: np.ndarray, progress=None
 ) -> tuple[np.ndarray, dict]:
-    """V [32, 32, 3] and the method's history."""
-    if config.method == "deepfool":
-        result = attacks.universal_perturbation(
-            model_fn,
-            images,
-            xi=config.xi,
-            p=config.p,
-            delta=config.delta,
-            max_passes=config.max_passes,
-            overshoot=config.overshoot,
-            max_iter_deepfool=config.max_iter_deepfool,
-            seed=config.seed,
-            progress=progress,
-            batch_size=config.batch_size,
-            keep_best_pass=config.keep_best_pass,
-        )
-    else:
-        result = attacks.sgd_universal_perturbation(
-            model_fn,
-            images,
-            xi=config.xi,
-            p=config.p,
-            step_size=config.sgd_step_size,
-            num_epochs=config.sgd_epochs,
-            final_step_size=config.sgd_final_step_size,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            progress=progress,
-        )
+    """V [32, 32, 3] and the method's history (the registry's attack)."""
+    attack = METHOD_ATTACKS[config.method]
+    result = attack.call(model_fn, images, None, config.xi, params(config, progress))
     return np.asarray(result.perturbation), dict(result.history)
 
 
@@ -209,19 +191,14 @@ def classifier_digest(classifier_dir: str) -> str | None:
 def run(config: UniversalConfig, log=lambda message: None) -> dict:
     """Computes v, measures fooling rates, writes v, figures, tb/, metrics.json.
 
-    With `sweep_xi`, runs the sweep instead (`sweep.sweep`). The classifier
-    and the data are read and checked before anything in run_dir changes
-    (`runs.claim`).
+    The classifier and the data are read and checked before anything in
+    run_dir changes (`runs.claim`).
 
     Returns:
-      The record written to metrics.json (sweep.json for a sweep).
+      The record written to metrics.json.
     """
     start = time.time()
     config = config_lib.resolve(config)
-    if config.sweep_xi:
-        from cifar_denoise_adv.adversarial import sweep  # imports this module
-
-        return sweep.sweep(config, log)
     with runs.claim(config, "universal", log) as held:
         inputs = load_inputs(config, log)
         held.begin()

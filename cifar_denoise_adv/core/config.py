@@ -83,6 +83,24 @@ def setting(
     )
 
 
+def derived(source, name: str, prefix: str, **changes):
+    """A setting of another job's config, under this config's own name.
+
+    The help (after `prefix`), the range, the unit and the default come from
+    `source`'s field `name`, so a job that runs another job's attack (the
+    defend job, the targeted and universal settings) states them once;
+    `changes` names what differs (`default=...`, `unit=...`, `low=...`).
+    """
+    field = {f.name: f for f in dataclasses.fields(source)}[name]
+    help_text = f"{prefix} (--{name} of {source.__name__}): {field.metadata['help']}"
+    metadata = {**field.metadata, "help": help_text}
+    default = changes.pop("default", field.default)
+    unknown = set(changes) - set(metadata)
+    assert not unknown, f"not a setting's metadata: {sorted(unknown)}"
+    metadata.update(changes)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 def parse_number(text: str, name: str) -> float:
     """'10/255', '0.04' or '1e-3' as a float; UserError naming --name otherwise."""
     try:

@@ -200,8 +200,6 @@ def claim(
     config,
     app: str,
     log: Callable[[str], None] = lambda message: None,
-    *,
-    same_settings: bool = True,
 ) -> Iterator[Claim]:
     """Holds `config.run_dir` for one run of `app`, refusing other settings.
 
@@ -213,9 +211,6 @@ def claim(
       app: the app's name, recorded with the settings.
       log: receives the line said when a run.json of a dead run that made
         nothing is taken over.
-      same_settings: False for a job that checks what it reuses itself (the
-        fooling-rate sweep, whose every (method, xi) run is a guarded run of
-        its own): other settings are then allowed.
 
     Yields:
       The `Claim`. When the block ends without an exception, run.json says
@@ -235,7 +230,6 @@ def claim(
         if (
             previous is not None
             and not previous.get("abandoned")
-            and same_settings
             and not config.overwrite
         ):
             _refuse_other_settings(config.run_dir, previous, app, _settings(config))

@@ -17,6 +17,7 @@ on n images move in steps of 1/n.
 
 from __future__ import annotations
 
+from cifar_denoise_adv.defense import evaluation
 from cifar_denoise_adv.defense import table
 from cifar_denoise_adv.defense.evaluation import GRADIENT_FREE
 from cifar_denoise_adv.defense.evaluation import OBLIVIOUS
@@ -159,7 +160,7 @@ def adaptive_beats_oblivious(results, pipelines, config) -> list[dict]:
         threat = pipeline.adaptive_threat
         failures, worst = [], None
         for attack in table.attack_list(config):
-            targeted = attack.name.startswith("targeted")
+            targeted = evaluation.is_targeted(attack.name)
             pair = results.common(
                 (pipeline.name, threat, attack),
                 (pipeline.name, OBLIVIOUS, attack),

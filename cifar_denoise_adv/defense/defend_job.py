@@ -18,6 +18,9 @@ import keras
 import numpy as np
 
 from cifar_denoise_adv.adversarial import classifier as classifier_lib
+from cifar_denoise_adv.adversarial.attacks import registry
+from cifar_denoise_adv.adversarial.targeted_job import TargetedConfig
+from cifar_denoise_adv.adversarial.universal_job import UniversalConfig
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
@@ -54,6 +57,13 @@ class DefendConfig(config_lib.RunConfig):
     )
     eot_images: int = setting(
         0, "Adaptive+EOT rows of the randomised pipeline: the first N (0: all).", low=0
+    )
+    attacks: tuple[str, ...] = setting(
+        registry.defense_table_default(),
+        "The attacks of the table (attacks.registry): "
+        + "; ".join(f"{a.name}: {a.description}" for a in registry.ATTACKS)
+        + ". pgd is required (the checks, the examples and the report use it).",
+        choices=registry.NAMES,
     )
     epsilons: tuple[float, ...] = setting(
         (2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255),
@@ -99,30 +109,44 @@ class DefendConfig(config_lib.RunConfig):
     eval_draws: int = setting(
         8, "Randomised pipeline: noise draws each accuracy is averaged over.", low=1
     )
-    targeted_epsilon: float = setting(
-        0.02, "Targeted attacks: L-inf budget.", unit=PIXEL, low=0, low_open=True
+    # The targeted and universal rows run the targeted and universal apps'
+    # attacks: their settings (help, range, unit, default) are those apps';
+    # where defend's default differs, it is named (flags/universal.cfg's
+    # recipe, and smaller sgd batches for the few training images used).
+    targeted_epsilon: float = config_lib.derived(
+        TargetedConfig, "epsilon", "Targeted rows"
     )
-    targeted_steps: int = setting(10, "Targeted iterative: steps.", low=1)
-    targeted_step_size: float = setting(
-        0.005, "Targeted iterative: step.", unit=PIXEL, low=0, low_open=True
+    targeted_steps: int = config_lib.derived(
+        TargetedConfig, "num_steps", "Targeted rows"
     )
-    universal_xi: float = setting(
-        10 / 255, "Universal: L-inf radius.", unit=PIXEL, low=0, low_open=True
+    targeted_step_size: float = config_lib.derived(
+        TargetedConfig, "step_size", "Targeted rows"
     )
-    universal_train_images: int = setting(
-        2000, "Universal: v is computed on the first N training images.", low=1
+    universal_xi: float = config_lib.derived(
+        UniversalConfig, "xi", "Universal row, L-inf", unit=PIXEL
     )
-    universal_epochs: int = setting(10, "Universal: sgd epochs.", low=1)
-    universal_batch_size: int = setting(32, "Universal: images per sgd step.", low=1)
-    universal_step_size: float = setting(
-        0.004, "Universal: first signed step.", unit=PIXEL, low=0, low_open=True
+    universal_train_images: int = config_lib.derived(
+        UniversalConfig,
+        "max_train_images",
+        "Universal row",
+        help="Universal row: v is computed on the first N training images.",
+        low=1,
     )
-    universal_final_step_size: float | None = setting(
-        0.0002,
-        "Universal: last step (half-cosine decay); unset: constant.",
+    universal_epochs: int = config_lib.derived(
+        UniversalConfig, "sgd_epochs", "Universal row"
+    )
+    universal_batch_size: int = config_lib.derived(
+        UniversalConfig, "batch_size", "Universal row", default=32
+    )
+    universal_step_size: float = config_lib.derived(
+        UniversalConfig, "sgd_step_size", "Universal row", default=0.004, unit=PIXEL
+    )
+    universal_final_step_size: float | None = config_lib.derived(
+        UniversalConfig,
+        "sgd_final_step_size",
+        "Universal row",
+        default=0.0002,
         unit=PIXEL,
-        low=0,
-        low_open=True,
     )
     square_queries: int = setting(
         300, "Gradient-free check: Square Attack queries per image.", low=1
@@ -147,6 +171,11 @@ class DefendConfig(config_lib.RunConfig):
     )
 
     def validate(self):
+        if "pgd" not in self.attacks:
+            raise UserError(
+                f"--attacks={','.join(self.attacks)}: expected pgd among them (the "
+                "sanity checks, the examples and the report compare with PGD)."
+            )
         if not any(np.isclose(self.reference_epsilon, e) for e in self.epsilons):
             raise UserError(
                 f"--reference_epsilon={self.reference_epsilon:g}: expected one of "
@@ -285,7 +314,10 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
             "noisy_sigma": sigmas["noisy"],
             "randomised_sigma": sigmas["randomised"] or None,
             "threat_models": evaluation.THREAT_MODELS,
-            "attacks": evaluation.ATTACK_NAMES,
+            "attacks": {
+                name: evaluation.ATTACK_NAMES[name]
+                for name in ("clean", "noisy", *config.attacks)
+            },
             "rows": results.rows,
             "checks": sanity,
             "trustworthy": checks.trustworthy(sanity),
@@ -345,6 +377,8 @@ def _figures(config, results, pipelines, examples) -> None:
         row = results.find(
             p.name, evaluation.GRADIENT_FREE, evaluation.Attack("square", eps)
         )
+        if row is None:  # not in --attacks
+            continue
         square.append(
             (p.name, min(config.epsilons, key=lambda e: abs(e - eps)), row["accuracy"])
         )

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_denoise_adv.adversarial import attacks
+from cifar_denoise_adv.adversarial.attacks import registry
 from cifar_denoise_adv.denoising import noise
 
 NONE = "none"
@@ -44,15 +45,12 @@ THREAT_MODELS = {
     "querying the pipeline's outputs only: it does not need gradients, so it "
     "finds what broken or masked gradients hide",
 }
+# The rows' names in log lines and metrics.json: the two without an
+# attack, then every registered attack (`attacks.registry`).
 ATTACK_NAMES = {
     "clean": "clean images",
     "noisy": "Gaussian noise (not an attack)",
-    "fgsm": "untargeted FGSM",
-    "pgd": "untargeted PGD",
-    "targeted_fgsm": "targeted FGSM",
-    "targeted_iterative": "targeted iterative FGSM",
-    "universal": "universal perturbation (sgd)",
-    "square": "Square Attack (gradient-free)",
+    **{attack.name: attack.description for attack in registry.ATTACKS},
 }
 
 
@@ -136,7 +134,7 @@ class Results:
             "cpu_seconds": seconds[1],
         }
         self.per_image[self.key(pipeline, threat, attack)] = correct
-        if attack.name.startswith("targeted"):
+        if is_targeted(attack.name):
             success = np.mean(predicted == targets[: predicted.shape[1]], axis=0)
             row["targeted_success"] = float(np.mean(success))
             self.per_image[self.key(pipeline, threat, attack, "success")] = success
@@ -192,68 +190,62 @@ class Attacker:
     def run(self, attack, model, images, labels, targets, num_draws=1, tag=""):
         """Adversarial images for `attack` against `model` (float32 [n, ...])."""
         s = self.settings
-        if attack.name == "universal":
-            v = self._universal(attack, model, num_draws)
-            self.perturbations[tag] = v
+        spec = registry.get(attack.name)
+        if spec.kind == registry.UNIVERSAL:
+            params = self.params(spec, attack.epsilon, num_draws, s.seed)
+            result = spec.call(model, self.train_images, None, attack.epsilon, params)
+            v = np.asarray(result.perturbation)
+            # per_image.npz keeps the sgd perturbation's key of earlier runs.
+            self.perturbations[
+                tag if spec.name == "universal" else f"{tag}|{spec.name}"
+            ] = v
             return np.clip(images + v, 0.0, 1.0)
+        # A targeted attack is given the targets, an untargeted one the labels.
+        goals = targets if spec.targeted else labels
         pieces = []
         for start in range(0, len(images), s.batch_size):
             part = slice(start, start + s.batch_size)
+            params = self.params(spec, attack.epsilon, num_draws, s.seed + start)
             pieces.append(
                 np.asarray(
-                    self._batch(
-                        attack,
-                        model,
-                        images[part],
-                        labels[part],
-                        targets[part],
-                        num_draws,
-                        s.seed + start,
-                    )
+                    spec.call(model, images[part], goals[part], attack.epsilon, params)
                 )
             )
         return np.concatenate(pieces)
 
-    def _batch(self, attack, model, x, y, t, num_draws, seed):
-        s, eps = self.settings, attack.epsilon
-        if attack.name == "fgsm":
-            return attacks.fgsm(model, x, y, eps, num_draws=num_draws)
-        if attack.name == "pgd":
-            step = s.pgd_step_factor * eps / s.pgd_steps
-            return attacks.pgd(
-                model, x, y, eps, step, s.pgd_steps, seed=seed, num_draws=num_draws
-            )
-        if attack.name == "targeted_fgsm":
-            return attacks.targeted_fgsm(model, x, t, eps, num_draws=num_draws)
-        if attack.name == "targeted_iterative":
-            return attacks.targeted_iterative(
-                model,
-                x,
-                t,
-                eps,
-                s.targeted_step_size,
-                s.targeted_steps,
+    def params(self, spec, epsilon: float, num_draws: int, seed: int):
+        """The job's numbers for `spec` at `epsilon` (by its budget)."""
+        s = self.settings
+        if spec.budget == registry.TARGETED:
+            return registry.Params(
+                step_size=s.targeted_step_size,
+                num_steps=s.targeted_steps,
+                seed=seed,
                 num_draws=num_draws,
             )
-        if attack.name == "square":
-            return attacks.square_attack(model, x, y, eps, s.square_queries, seed=seed)
-        raise ValueError(f"unknown attack {attack.name!r}")
-
-    def _universal(self, attack, model, num_draws) -> np.ndarray:
-        s = self.settings
-        result = attacks.sgd_universal_perturbation(
-            model,
-            self.train_images,
-            xi=attack.epsilon,
-            p=np.inf,
-            step_size=s.universal_step_size,
-            final_step_size=s.universal_final_step_size,
-            num_epochs=s.universal_epochs,
-            batch_size=s.universal_batch_size,
-            seed=s.seed,
+        if spec.budget == registry.UNIVERSAL_XI:
+            return registry.Params(
+                p=np.inf,
+                step_size=s.universal_step_size,
+                final_step_size=s.universal_final_step_size,
+                num_epochs=s.universal_epochs,
+                batch_size=s.universal_batch_size,
+                seed=seed,
+                num_draws=num_draws,
+            )
+        # Untargeted per-image attacks share PGD's gradients per image.
+        return registry.Params(
+            step_size=s.pgd_step_factor * epsilon / s.pgd_steps,
+            num_steps=s.pgd_steps,
+            seed=seed,
             num_draws=num_draws,
+            num_queries=s.square_queries,
         )
-        return np.asarray(result.perturbation)
+
+
+def is_targeted(name: str) -> bool:
+    """Whether the row `name` is a targeted attack (its rows record success)."""
+    return name in registry.BY_NAME and registry.BY_NAME[name].targeted
 
 
 def noisy_images(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:

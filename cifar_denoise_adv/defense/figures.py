@@ -34,6 +34,9 @@ def curves(results, pipelines, epsilons) -> dict:
                         (pipeline.name, threat, Attack(name, eps)),
                         (pipeline.name, NONE, Attack("clean")),
                     )
+                    if pair is None:  # not in --attacks: no line
+                        points = [np.nan] * (len(epsilons) + 1)
+                        break
                     if not points:
                         points.append(float(pair[1].mean()))
                     points.append(float(pair[0].mean()))

@@ -7,6 +7,13 @@ oblivious attack costs one forward pass. Each defended pipeline is then
 attacked through its own gradients (adaptive, with EOT when random) on a
 prefix of the images, because every step differentiates through the
 denoiser too, and finally by the gradient-free Square Attack.
+
+The attacks and their order come from `attacks.registry` (those in the
+job's --attacks). Rows are computed in registry order, in rounds: a run of
+consecutive gradient attacks is computed white-box, passed on obliviously,
+then computed through each defense; a gradient-free attack is run on every
+pipeline. So an attack added at the end of the registry adds rows without
+changing the noise draws, and so the values, of the earlier ones.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import dataclasses
 
 import numpy as np
 
+from cifar_denoise_adv.adversarial.attacks import registry
 from cifar_denoise_adv.defense import evaluation
 from cifar_denoise_adv.defense.evaluation import GRADIENT_FREE
 from cifar_denoise_adv.defense.evaluation import NONE
@@ -40,16 +48,34 @@ class Examples:
     adaptive: np.ndarray | None = None
 
 
+def budgets(config, spec: registry.Attack) -> list[float]:
+    """The budgets `spec` is run at in the table (see `registry.Attack.budget`)."""
+    return {
+        registry.EPSILONS: sorted(config.epsilons),
+        registry.REFERENCE: [config.reference_epsilon],
+        registry.TARGETED: [config.targeted_epsilon],
+        registry.UNIVERSAL_XI: [config.universal_xi],
+    }[spec.budget]
+
+
+def rounds(config) -> list[tuple[bool, list[Attack]]]:
+    """(gradient-free?, attacks) in registry order; see the module docstring."""
+    found = []
+    for spec in registry.ATTACKS:
+        if spec.name not in config.attacks:
+            continue
+        attacks = [Attack(spec.name, eps) for eps in budgets(config, spec)]
+        free = not spec.uses_gradients
+        if found and not free and not found[-1][0]:
+            found[-1][1].extend(attacks)
+        else:
+            found.append((free, attacks))
+    return found
+
+
 def attack_list(config) -> list[Attack]:
-    """The attacks of every threat model, in table order."""
-    epsilons = sorted(config.epsilons)
-    return [
-        *(Attack("fgsm", eps) for eps in epsilons),
-        *(Attack("pgd", eps) for eps in epsilons),
-        Attack("targeted_fgsm", config.targeted_epsilon),
-        Attack("targeted_iterative", config.targeted_epsilon),
-        Attack("universal", config.universal_xi),
-    ]
+    """The gradient attacks of every threat model, in table order."""
+    return [attack for free, group in rounds(config) if not free for attack in group]
 
 
 def adaptive_count(config, pipeline: evaluation.Pipeline, total: int) -> int:
@@ -137,7 +163,20 @@ def evaluate(config, pipelines, images, labels, train_images, noisy_sigma, log):
     for pipeline in pipelines:
         record(pipeline, NONE, Attack("clean"), images, (0.0, 0.0))
         record(pipeline, NONE, Attack("noisy", noisy_sigma), noisy, (0.0, 0.0))
-    for attack in attack_list(config):
+    context = (attacker, bare, defended, images, labels, targets, examples)
+    for free, group in rounds(config):
+        if free:
+            _gradient_free_rows(config, group, pipelines, context, record)
+        else:
+            _gradient_rows(config, group, context, record, reference, count)
+    results.perturbations = attacker.perturbations
+    return results, examples
+
+
+def _gradient_rows(config, group, context, record, reference, count) -> None:
+    """White-box rows, their oblivious rows, then each defense's own rows."""
+    attacker, bare, defended, images, labels, targets, examples = context
+    for attack in group:
         adversarial, seconds = evaluation.timed(
             attacker.run, attack, bare.model, images, labels, targets, tag="bare"
         )
@@ -149,10 +188,11 @@ def evaluate(config, pipelines, images, labels, train_images, noisy_sigma, log):
     for pipeline in defended:
         n = adaptive_count(config, pipeline, len(images))
         draws = config.eot_draws if pipeline.random else 1
-        for attack in attack_list(config):
+        for attack in group:
             # A universal perturbation costs the same whatever it is applied
             # to: apply it to every image.
-            m = len(images) if attack.name == "universal" else n
+            universal = registry.get(attack.name).kind == registry.UNIVERSAL
+            m = len(images) if universal else n
             adversarial, seconds = evaluation.timed(
                 attacker.run,
                 attack,
@@ -166,12 +206,20 @@ def evaluate(config, pipelines, images, labels, train_images, noisy_sigma, log):
             record(pipeline, pipeline.adaptive_threat, attack, adversarial, seconds)
             if attack == reference and not pipeline.random:
                 examples.adaptive = adversarial[:count]
-    square = Attack("square", config.reference_epsilon)
-    for pipeline in pipelines:
-        n = min(config.square_images, adaptive_count(config, pipeline, len(images)))
-        adversarial, seconds = evaluation.timed(
-            attacker.run, square, pipeline.model, images[:n], labels[:n], targets[:n]
-        )
-        record(pipeline, GRADIENT_FREE, square, adversarial, seconds)
-    results.perturbations = attacker.perturbations
-    return results, examples
+
+
+def _gradient_free_rows(config, group, pipelines, context, record) -> None:
+    """Each gradient-free attack on every pipeline, on its adaptive prefix."""
+    attacker, _, _, images, labels, targets, _ = context
+    for attack in group:
+        for pipeline in pipelines:
+            n = min(config.square_images, adaptive_count(config, pipeline, len(images)))
+            adversarial, seconds = evaluation.timed(
+                attacker.run,
+                attack,
+                pipeline.model,
+                images[:n],
+                labels[:n],
+                targets[:n],
+            )
+            record(pipeline, GRADIENT_FREE, attack, adversarial, seconds)

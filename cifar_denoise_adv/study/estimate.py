@@ -246,19 +246,20 @@ class Estimator:
             f"gradients/s, {policy}",
         )
 
+    def _sweep(self, config) -> Estimate:
+        xi = max(config.sweep_xi)  # each budget costs about the same
+        runs = [
+            self._universal(config.universal(m, xi, config.run_dir))
+            for m in ("sgd", "deepfool")
+        ]
+        seconds = len(config.sweep_xi) * sum(r.seconds for r in runs)
+        return Estimate(
+            seconds,
+            f"{len(config.sweep_xi)} budgets x (sgd {_minutes(runs[0].seconds)} "
+            f"+ DeepFool {_minutes(runs[1].seconds)} min)",
+        )
+
     def _universal(self, config) -> Estimate:
-        if config.sweep_xi:
-            one = dataclasses.replace(config, sweep_xi=())
-            runs = [
-                self._universal(dataclasses.replace(one, method=m))
-                for m in ("sgd", "deepfool")
-            ]
-            seconds = len(config.sweep_xi) * sum(r.seconds for r in runs)
-            return Estimate(
-                seconds,
-                f"{len(config.sweep_xi)} budgets x (sgd {_minutes(runs[0].seconds)} "
-                f"+ DeepFool {_minutes(runs[1].seconds)} min)",
-            )
         model, policy = self._attacked(config)
         train = self._rates.count("train", config.max_train_images)
         test = self._rates.count("test", config.max_test_images)

@@ -48,6 +48,7 @@ from cifar_denoise_adv import classify
 from cifar_denoise_adv import defend
 from cifar_denoise_adv import denoise
 from cifar_denoise_adv import noise
+from cifar_denoise_adv import sweep
 from cifar_denoise_adv import targeted
 from cifar_denoise_adv import universal
 from cifar_denoise_adv.core import config as config_lib
@@ -89,7 +90,7 @@ STEPS = (
     Step("universal_deepfool", "universal", "universal", needs=("classifier",)),
     Step(
         "universal_sweep",
-        "universal",
+        "sweep",
         "universal",
         needs=("classifier",),
         result_file="sweep.json",
@@ -105,6 +106,7 @@ APPS = {
         classify.APP,
         targeted.APP,
         universal.APP,
+        sweep.APP,
         defend.APP,
     )
 }
@@ -140,7 +142,7 @@ class StudyConfig(config_lib.Config):
         "", "Flag file of the universal (DeepFool loop) step."
     )
     universal_sweep_flagfile: str = setting(
-        "", "Flag file of the fooling-rate sweep step (needs --sweep_xi)."
+        "", "Flag file of the fooling-rate sweep step (the sweep app's)."
     )
     defend_flagfile: str = setting(
         "", "Flag file of the defense step (the ResNet denoiser before the classifier)."

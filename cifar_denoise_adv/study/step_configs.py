@@ -74,7 +74,10 @@ def overrides(config, step, step_flags: dict, apps_by_name: dict) -> dict:
 
 def check(step, config, flag: str) -> None:
     """Refuses a step config the study cannot run (one line naming --flag)."""
-    if step.app in ("targeted", "universal", "defend") and not config.classifier:
+    if (
+        step.app in ("targeted", "universal", "sweep", "defend")
+        and not config.classifier
+    ):
         raise UserError(
             f"--{flag}: no --classifier, and the study has no classifier step "
             "(--classifier_flagfile)."
@@ -84,10 +87,3 @@ def check(step, config, flag: str) -> None:
             f"--{flag}: no --denoiser, and the study has no ResNet denoiser step "
             "(--resnet_flagfile)."
         )
-    if step.app == "universal":
-        is_sweep = step.name == "universal_sweep"
-        if is_sweep != bool(config.sweep_xi):
-            raise UserError(
-                f"--{flag}: "
-                + ("needs --sweep_xi." if is_sweep else "must not set --sweep_xi.")
-            )

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from cifar_denoise_adv import classify
+from cifar_denoise_adv import sweep as sweep_app
 from cifar_denoise_adv import targeted
 from cifar_denoise_adv import universal
 from cifar_denoise_adv.adversarial import attacks
@@ -60,7 +61,7 @@ def classifier_run(tmp_path_factory):
     return data_dir, str(run_dir)
 
 
-@pytest.mark.parametrize("attack", ["fgsm", "iterative"])
+@pytest.mark.parametrize("attack", ["fgsm", "iterative", "apgd_dlr"])
 def test_targeted_app_writes_every_promised_output(classifier_run, tmp_path, attack):
     data_dir, classifier_dir = classifier_run
     run_dir = tmp_path / attack
@@ -290,7 +291,7 @@ def test_universal_app_writes_every_promised_output(classifier_run, tmp_path, me
 
 def test_universal_sweep(classifier_run, denoiser_run, tmp_path):
     data_dir, classifier_dir = classifier_run
-    config = universal_job.UniversalConfig(
+    config = sweep_lib.SweepConfig(
         max_passes=1,
         max_iter_deepfool=2,
         sgd_epochs=1,
@@ -302,7 +303,7 @@ def test_universal_sweep(classifier_run, denoiser_run, tmp_path):
     logged = []
 
     def sweep(config, xis):
-        return universal.APP.job(
+        return sweep_app.APP.job(
             dataclasses.replace(config, sweep_xi=tuple(xis)), log=logged.append
         )
 
@@ -394,6 +395,18 @@ def test_the_universal_loops_say_the_minutes_left_after_their_first_pass(
         "epoch 1 took 6.0 s; about 0.9 minutes left at this rate (9 epochs)"
     )
     assert len(logged) == 3
+
+
+def test_the_sweep_is_its_own_app_and_the_universal_app_has_no_mode_flag():
+    names = {f.name for f in dataclasses.fields(universal_job.UniversalConfig)}
+    assert "sweep_xi" not in names
+    with pytest.raises(UserError, match="--sweep_xi"):
+        sweep_app.APP.parse(["sweep", "--sweep_xi="])
+    # Each (method, xi) run is a universal job's config, the grid left out.
+    config = sweep_app.APP.parse(["sweep", "--sweep_xi=2/255", "--sgd_epochs=3"])
+    sub = config.universal("sgd", 2 / 255, "/tmp/x")
+    assert isinstance(sub, universal_job.UniversalConfig)
+    assert (sub.method, sub.xi, sub.sgd_epochs) == ("sgd", 2 / 255, 3)
 
 
 def test_universal_config_rejects_a_final_step_above_the_first():

@@ -239,7 +239,6 @@ def _replay_cases(root):
                 sgd_final_step_size=0.0002,
                 max_train_images=1000,
                 max_test_images=500,
-                sweep_xi=(2 / 255, 4 / 255, 10 / 255),
             ),
         ),
         "defend": (
@@ -251,6 +250,7 @@ def _replay_cases(root):
                 classifier=str(root / "classifier"),
                 denoiser=str(root / "resnet"),
                 precision="float32",
+                attacks=("pgd", "apgd_dlr", "square"),
                 num_images=300,
                 adaptive_images=100,
                 eot_images=20,

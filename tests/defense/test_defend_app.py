@@ -210,3 +210,60 @@ def test_overwrite_with_a_bad_input_keeps_the_finished_run(
         with pytest.raises(UserError, match=message):
             defend.APP.job(defend.APP.parse(argv))
         assert folder_snapshot(run_dir) == before
+
+
+def test_apgd_rows_stand_beside_pgd_under_every_threat_model(defend_run):
+    _, record, _ = defend_run
+    rows = record["rows"]
+    pgd = {(r["pipeline"], r["threat_model"]) for r in rows if r["attack"] == "pgd"}
+    for name in ("apgd_ce", "apgd_dlr"):
+        mine = [r for r in rows if r["attack"] == name]
+        assert {(r["pipeline"], r["threat_model"]) for r in mine} == pgd
+        # At the reference budget, on the same images as PGD there.
+        assert {r["epsilon"] for r in mine} == {8 / 255}
+        for row in mine:
+            twin = [
+                r
+                for r in rows
+                if r["attack"] == "pgd"
+                and (r["pipeline"], r["threat_model"], r["epsilon"])
+                == (row["pipeline"], row["threat_model"], row["epsilon"])
+            ]
+            assert twin[0]["images"] == row["images"]
+        assert record["attacks"][name].startswith("untargeted APGD")
+
+
+def test_the_table_runs_the_attacks_asked_for_and_needs_pgd(tiny_runs, tmp_path):
+    config = defend.APP.parse(
+        _argv(tiny_runs, tmp_path / "a", "--attacks=pgd", "--norandomised")
+    )
+    record = defend.APP.job(config, lambda message: None)
+    assert {r["attack"] for r in record["rows"]} == {"clean", "noisy", "pgd"}
+    with pytest.raises(UserError, match="--attacks=fgsm: expected pgd"):
+        defend.APP.job(
+            defend.APP.parse(_argv(tiny_runs, tmp_path / "b", "--attacks=fgsm")),
+            lambda message: None,
+        )
+
+
+def test_the_targeted_and_universal_settings_are_those_apps_settings():
+    import dataclasses
+
+    from cifar_denoise_adv.adversarial.targeted_job import TargetedConfig
+    from cifar_denoise_adv.adversarial.universal_job import UniversalConfig
+    from cifar_denoise_adv.defense.defend_job import DefendConfig
+
+    mine = {f.name: f for f in dataclasses.fields(DefendConfig)}
+    for source, pairs in (
+        (
+            TargetedConfig,
+            {"epsilon": "targeted_epsilon", "num_steps": "targeted_steps"},
+        ),
+        (UniversalConfig, {"sgd_epochs": "universal_epochs", "xi": "universal_xi"}),
+    ):
+        theirs = {f.name: f for f in dataclasses.fields(source)}
+        for name, defend_name in pairs.items():
+            field = mine[defend_name]
+            assert field.default == theirs[name].default
+            assert theirs[name].metadata["help"] in field.metadata["help"]
+            assert f"--{name} of {source.__name__}" in field.metadata["help"]

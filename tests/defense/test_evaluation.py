@@ -106,11 +106,14 @@ def test_rows_keep_their_images_and_threat_models():
     square = results.find("denoised", "gradient-free", Attack("square", 8 / 255))
     assert square["images"] == 8
     assert examples.images.shape == (2, 32, 32, 3)
-    # 2 pipelines x (clean, noisy) + 9 attacks (FGSM and PGD at 3 budgets,
-    # 2 targeted, universal) x (white-box, oblivious, adaptive) + a
-    # gradient-free row per pipeline.
-    assert len(table.attack_list(_config())) == 9
-    assert len(results.rows) == 4 + 9 * 3 + 2
+    # 2 pipelines x (clean, noisy) + 11 attacks (FGSM and PGD at 3 budgets,
+    # 2 targeted, universal, APGD-CE and APGD-DLR at the reference budget)
+    # x (white-box, oblivious, adaptive) + a gradient-free row per pipeline.
+    assert len(table.attack_list(_config())) == 11
+    assert len(results.rows) == 4 + 11 * 3 + 2
+    # In registry order: the APGD rows, added last, come after Square's.
+    names = [row["attack"] for row in results.rows]
+    assert names.index("square") < names.index("apgd_ce") < names.index("apgd_dlr")
 
 
 def test_counts_are_prefixes_of_the_images():

@@ -1,4 +1,4 @@
-"""Adversarial attacks: FGSM / I-FGSM / PGD, DeepFool, universal, Square Attack.
+"""Adversarial attacks: FGSM / I-FGSM / PGD, APGD, DeepFool, universal, Square.
 
 Pure functions on tensors, in the style of cleverhans' TF2 attacks: no flags,
 no files, no printing. Every gradient comes from `tf.GradientTape`.
@@ -35,8 +35,11 @@ Conventions shared by every function here:
   scores are cast; `contract`, "Mixed precision").
 """
 
+from cifar_denoise_adv.adversarial.attacks import registry
 from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
 from cifar_denoise_adv.adversarial.attacks._checks import Progress
+from cifar_denoise_adv.adversarial.attacks.apgd import apgd
+from cifar_denoise_adv.adversarial.attacks.apgd import dlr_loss
 from cifar_denoise_adv.adversarial.attacks.deepfool import DEEPFOOL_STEP_EPSILON
 from cifar_denoise_adv.adversarial.attacks.deepfool import DeepFoolResult
 from cifar_denoise_adv.adversarial.attacks.deepfool import deepfool
@@ -67,9 +70,11 @@ __all__ = [
     "ModelFn",
     "Progress",
     "UniversalResult",
+    "apgd",
     "batch_project_lp",
     "chessboard_perturbation",
     "deepfool",
+    "dlr_loss",
     "fgsm",
     "fooling_rate",
     "input_gradient",
@@ -81,6 +86,7 @@ __all__ = [
     "predict_labels",
     "project_lp",
     "random_perturbation_like",
+    "registry",
     "sgd_universal_perturbation",
     "square_attack",
     "targeted_fgsm",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cifar_denoise_adv.adversarial.attacks import registry
 from cifar_denoise_adv.study.report.references import NOT_REPORTED
 from cifar_denoise_adv.study.report.text import duration
 from cifar_denoise_adv.study.report.text import figures
@@ -10,12 +11,10 @@ from cifar_denoise_adv.study.report.text import percent
 # Accuracy differences within this many points are "no change" in the
 # sentences below (the sanity checks' own allowance, see defense/checks.py).
 SAME_POINTS = 0.02
+# The attack table's rows: the registry's gradient attacks (the gradient-free
+# check has its own sentence).
 ATTACK_LABELS = {
-    "fgsm": "FGSM",
-    "pgd": "PGD",
-    "targeted_fgsm": "targeted FGSM",
-    "targeted_iterative": "targeted iterative",
-    "universal": "universal (sgd)",
+    attack.name: attack.label for attack in registry.ATTACKS if attack.uses_gradients
 }
 
 
