@@ -1,7 +1,8 @@
 """Clipped Gaussian noise, PSNR, and the noise level for a target PSNR.
 
 Pure functions on tensors: no flags, no files, no printing. Images are
-float32 in [0, 1]; sigma is in the same [0, 1] pixel units, at most 1 (a
+float32 in [0, 1] (checked by `core.arrays`: uint8 0-255 pixels and NaN are
+refused with one line); sigma is in the same [0, 1] pixel units, at most 1 (a
 larger value is refused as 0-255 units by `core.units`, as the apps' --sigma
 is); PSNR uses MAX = 1 and the mean squared error over all pixels and
 channels of an image.
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from cifar_denoise_adv.core import arrays
 from cifar_denoise_adv.core import units
 from cifar_denoise_adv.core.metrics import mean_and_std  # noqa: F401 - re-exported
 from cifar_denoise_adv.core.metrics import psnr
@@ -39,10 +41,13 @@ def add_gaussian_noise(
       float32 tensor shaped like `images`.
 
     Raises:
-      UserError (a ValueError): sigma negative or above 1 (0-255 units).
+      UserError (a ValueError): sigma negative or above 1 (0-255 units);
+        images not floats in [0, 1] (uint8 0-255 pixels among them) or
+        holding NaN (`core.arrays`; inside a tf.data map or tf.function only
+        the dtype is known, and checked).
     """
     sigma = units.check_pixel_value(sigma, "sigma")
-    images = tf.convert_to_tensor(images, tf.float32)
+    images = arrays.check_images(images, min_rank=3)
     noisy = images + sigma * unit_noise(tf.shape(images), seed)
     return tf.clip_by_value(noisy, 0.0, 1.0) if clip else noisy
 
@@ -62,9 +67,12 @@ def noisy_psnr(
     """PSNR [B] between images and clip(images + sigma * unit_draws).
 
     Raises:
-      UserError (a ValueError): sigma outside [0, 1] pixel units.
+      UserError (a ValueError): sigma outside [0, 1] pixel units; images
+        or unit_draws not float, or not finite (`core.arrays`).
     """
     sigma = units.check_pixel_value(sigma, "sigma")
+    images = arrays.check_images(images, min_rank=3)
+    unit_draws = arrays.check_images(unit_draws, "unit_draws", check_range=False)
     noisy = images + sigma * unit_draws
     if clip:
         noisy = tf.clip_by_value(noisy, 0.0, 1.0)
