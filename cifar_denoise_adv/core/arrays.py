@@ -61,13 +61,17 @@ def _check_float_dtype(tensor: tf.Tensor, name: str, expected: str, hint: str):
     raise UserError(f"{name} is {dtype.name}; expected {expected}{extra}.")
 
 
-def check_finite(values: np.ndarray, name: str, expected: str) -> None:
+def check_finite(
+    values: np.ndarray, name: str, expected: str, batch: bool = True
+) -> None:
     """Refuses NaN and infinite values: one line with their count and place.
 
     Args:
-      values: the array's values (any shape; the first axis is the batch).
+      values: the array's values (any shape).
       name: the argument's name.
       expected: what the line says is expected, e.g. "values in [0, 1]".
+      batch: the first axis counts images (the line names the first image
+        holding a bad value).
     """
     bad = ~np.isfinite(values)
     if not bad.any():
@@ -79,7 +83,7 @@ def check_finite(values: np.ndarray, name: str, expected: str) -> None:
     if np.isinf(values).any():
         kinds.append("infinite")
     where = ""
-    if values.ndim >= 2:
+    if batch and values.ndim >= 2:
         first = int(np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))[0])
         where = f", the first in image {first}"
     raise UserError(
@@ -141,10 +145,11 @@ def check_images(
     return tensor
 
 
-def check_perturbation(values, name: str) -> tf.Tensor:
+def check_perturbation(values, name: str, batch: bool | None = None) -> tf.Tensor:
     """A perturbation (or a batch of them) as float32: floats, finite.
 
     Its size is the caller's to check (a projection accepts any size).
+    `batch`: whether the first axis counts images (None: when it has 4 axes).
 
     Raises:
       UserError (a ValueError): one line naming `name`.
@@ -153,7 +158,9 @@ def check_perturbation(values, name: str) -> tf.Tensor:
     _check_float_dtype(tensor, name, "floats in [0, 1] pixel units", "")
     tensor = tf.cast(tensor, tf.float32)
     if _known(tensor):
-        check_finite(tensor.numpy(), name, "values in [0, 1] pixel units")
+        if batch is None:
+            batch = tensor.shape.rank == 4
+        check_finite(tensor.numpy(), name, "values in [0, 1] pixel units", batch)
     return tensor
 
 

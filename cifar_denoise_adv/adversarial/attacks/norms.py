@@ -42,7 +42,9 @@ def linf_norm(perturbations) -> tf.Tensor:
     Returns:
       float32 [B], max |value| over all axes but the first (pixel units).
     """
-    perturbations = arrays.check_perturbation(perturbations, "perturbations")
+    perturbations = arrays.check_perturbation(
+        perturbations, "perturbations", batch=True
+    )
     flat = tf.reshape(perturbations, [tf.shape(perturbations)[0], -1])
     return tf.reduce_max(tf.abs(flat), axis=1)
 
@@ -56,7 +58,9 @@ def l2_norm(perturbations) -> tf.Tensor:
     Returns:
       float32 [B], Euclidean norm over all axes but the first (pixel units).
     """
-    perturbations = arrays.check_perturbation(perturbations, "perturbations")
+    perturbations = arrays.check_perturbation(
+        perturbations, "perturbations", batch=True
+    )
     flat = tf.reshape(perturbations, [tf.shape(perturbations)[0], -1])
     return tf.norm(flat, axis=1)
 
@@ -88,7 +92,7 @@ def project_lp(perturbation, radius: float, p) -> tf.Tensor:
       float32 tensor shaped like `perturbation`.
     """
     p = norm_order(p)
-    perturbation = arrays.check_perturbation(perturbation, "perturbation")
+    perturbation = arrays.check_perturbation(perturbation, "perturbation", batch=False)
     radius = check_budget(radius, "radius", p, perturbation.shape.num_elements() or 1)
     return project(perturbation, radius, p, axis=None)
 
@@ -107,7 +111,9 @@ def batch_project_lp(perturbations, radius: float, p) -> tf.Tensor:
       most `radius`.
     """
     p = norm_order(p)
-    perturbations = arrays.check_perturbation(perturbations, "perturbations")
+    perturbations = arrays.check_perturbation(
+        perturbations, "perturbations", batch=True
+    )
     if perturbations.shape.rank is None or perturbations.shape.rank < 1:
         raise UserError(
             f"perturbations must be a batch [B, ...], got {perturbations.shape}."
