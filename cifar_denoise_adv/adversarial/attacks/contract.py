@@ -35,7 +35,15 @@ and back through that cast, so the tape returns a float32 gradient of the
 input's shape. The losses and DeepFool's distances are computed on float32
 logits: our models end in float32 layers, and `check_model` casts the
 scores of any other model that returns 16-bit ones (`float32_scores`).
-Perturbations, projections and clipping are float32 throughout. The
+Perturbations, projections and clipping are float32 throughout. float16
+(unlike bfloat16) has a narrow range: the cross-entropy's gradient on a
+confident model's logits (about exp(-gap)) underflows to 0 in its backward
+pass, so each image's loss is scaled by a power of two first
+(`_gradients`).
+
+A model without a gradient from its input to its output is found by the
+same call of the model that checks its outputs (`has_input_gradient`),
+and the gradient attacks warn once (`warn_without_gradient`). The
 gradient carries bfloat16's rounding: on an untrained resnet9 classifier
 its cosine with the float32 model's gradient was 0.90-0.997 per image, its
 signs (what FGSM and PGD follow) agreeing on 86-98% of the pixels.
