@@ -145,6 +145,16 @@ def check_images(
     return tensor
 
 
+def checking(function, name: str = "images", min_rank: int = 4):
+    """`function(images)` given its images checked (`check_images`), in NumPy.
+
+    E.g. the function `denoising.inference.load_denoiser` returns.
+    """
+    return lambda images: function(
+        check_images(images, name, min_rank=min_rank).numpy()
+    )
+
+
 def check_perturbation(values, name: str, batch: bool | None = None) -> tf.Tensor:
     """A perturbation (or a batch of them) as float32: floats, finite.
 

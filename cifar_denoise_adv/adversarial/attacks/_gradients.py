@@ -78,11 +78,14 @@ def cross_entropy_gradient(model_fn, inputs, labels, clamp=None) -> tf.Tensor:
         if clamp is not None:
             loss = tf.minimum(loss, clamp)
     scale = upstream_scale(logits, labels)
-    gradient = tape.gradient(
-        loss,
-        inputs,
-        output_gradients=scale,
-        unconnected_gradients=tf.UnconnectedGradients.ZERO,
-    )
+    try:
+        gradient = tape.gradient(
+            loss,
+            inputs,
+            output_gradients=scale,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+    except LookupError:  # an op with no gradient registered: none at all
+        gradient = tf.zeros_like(inputs)
     per_example = tf.concat([[-1], tf.ones([tf.rank(inputs) - 1], tf.int32)], 0)
     return tf.cast(gradient, tf.float32) / tf.reshape(scale, per_example)

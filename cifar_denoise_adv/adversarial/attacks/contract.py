@@ -199,9 +199,7 @@ def output_scores(
         tape.watch(sample)
         scores = tf.convert_to_tensor(model_fn(sample))
         probe = _gradient_probe(scores)
-    _remember_gradient(
-        model_fn, None if probe is None else tape.gradient(probe, sample)
-    )
+    _remember_gradient(model_fn, _probe_gradient(tape, probe, sample))
     count = int(sample.shape[0])
     shape = scores.shape.as_list()
     if len(shape) != 2 or shape[0] != count or shape[1] < 2:
@@ -326,6 +324,16 @@ def _gradient_probe(scores: tf.Tensor) -> tf.Tensor | None:
     return tf.reduce_sum(tf.cast(scores, tf.float32) * tf.constant(mix, tf.float32))
 
 
+def _probe_gradient(tape, probe, sample):
+    """The gradient of the probe, or None (no probe, or an op without one)."""
+    if probe is None:
+        return None
+    try:
+        return tape.gradient(probe, sample)
+    except LookupError:  # "No gradient defined for operation ..."
+        return None
+
+
 def _remember_gradient(model_fn, gradient) -> bool:
     found = gradient is not None and bool(np.any(gradient.numpy() != 0))
     _remember(model_fn, found)
@@ -348,8 +356,7 @@ def has_input_gradient(model_fn: ModelFn, images: tf.Tensor) -> bool:
     with tf.GradientTape() as tape:
         tape.watch(sample)
         probe = _gradient_probe(tf.convert_to_tensor(model_fn(sample)))
-    gradient = None if probe is None else tape.gradient(probe, sample)
-    return _remember_gradient(model_fn, gradient)
+    return _remember_gradient(model_fn, _probe_gradient(tape, probe, sample))
 
 
 def warn_without_gradient(

@@ -53,9 +53,12 @@ def _deepfool_step(model_fn, images, candidates, linf: bool):
         f = logits[:, 1:] - logits[:, :1]  # [b, C-1]
     # All candidates' gradients from one forward pass.
     # A model without a gradient gives zeros, never None (no step is taken).
-    w = tape.batch_jacobian(
-        f, images, unconnected_gradients=tf.UnconnectedGradients.ZERO
-    )  # [b, C-1, ...]
+    try:
+        w = tape.batch_jacobian(
+            f, images, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )  # [b, C-1, ...]
+    except LookupError:  # an op with no gradient registered: none at all
+        w = tf.zeros(tf.concat([tf.shape(f), tf.shape(images)[1:]], 0))
     w_flat = tf.reshape(w, tf.concat([tf.shape(w)[:2], [-1]], axis=0))
     if linf:  # dual norm of L-inf is L1 (paper, eq. 11 with q = 1)
         w_norm = tf.reduce_sum(tf.abs(w_flat), axis=-1)
