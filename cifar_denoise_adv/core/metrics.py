@@ -44,6 +44,11 @@ def psnr(reference: tf.Tensor, estimate: tf.Tensor, max_value: float = 1.0):
             f"reference {reference.shape} and estimate {estimate.shape} differ "
             "in shape."
         )
+    return psnr_unchecked(reference, estimate, max_value)
+
+
+def psnr_unchecked(reference: tf.Tensor, estimate: tf.Tensor, max_value: float = 1.0):
+    """`psnr` on float32 tensors already checked (a loop's inner call)."""
     mse = tf.reduce_mean(tf.square(reference - estimate), axis=[-3, -2, -1])
     return 10.0 * tf.math.log(max_value**2 / mse) / math.log(10.0)
 

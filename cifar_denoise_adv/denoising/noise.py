@@ -17,7 +17,8 @@ import tensorflow as tf
 from cifar_denoise_adv.core import arrays
 from cifar_denoise_adv.core import units
 from cifar_denoise_adv.core.metrics import mean_and_std  # noqa: F401 - re-exported
-from cifar_denoise_adv.core.metrics import psnr
+from cifar_denoise_adv.core.metrics import psnr  # noqa: F401 - re-exported
+from cifar_denoise_adv.core.metrics import psnr_unchecked
 
 
 def unit_noise(shape, seed: tf.Tensor) -> tf.Tensor:
@@ -73,10 +74,14 @@ def noisy_psnr(
     sigma = units.check_pixel_value(sigma, "sigma")
     images = arrays.check_images(images, min_rank=3)
     unit_draws = arrays.check_images(unit_draws, "unit_draws", check_range=False)
+    return _noisy_psnr(images, unit_draws, sigma, clip)
+
+
+def _noisy_psnr(images, unit_draws, sigma: float, clip: bool) -> tf.Tensor:
     noisy = images + sigma * unit_draws
     if clip:
         noisy = tf.clip_by_value(noisy, 0.0, 1.0)
-    return psnr(images, noisy)
+    return psnr_unchecked(images, noisy)
 
 
 def calibrate_sigma(
@@ -132,10 +137,22 @@ def calibrate_sigma(
 def mean_noisy_psnr_fn(
     batches: list[tuple[tf.Tensor, tf.Tensor]], *, clip: bool
 ) -> Callable[[float], float]:
-    """Sigma -> mean PSNR over fixed (images, unit_draws) batches."""
+    """Sigma -> mean PSNR over fixed (images, unit_draws) batches.
+
+    The batches are checked once here (`core.arrays`), not at every sigma
+    the bisection tries.
+    """
+    batches = [
+        (
+            arrays.check_images(x, min_rank=3),
+            arrays.check_images(z, "unit_draws", check_range=False),
+        )
+        for x, z in batches
+    ]
 
     def mean_psnr(sigma: float) -> float:
-        values = [noisy_psnr(x, z, sigma, clip=clip) for x, z in batches]
+        sigma = units.check_pixel_value(sigma, "sigma")
+        values = [_noisy_psnr(x, z, sigma, clip) for x, z in batches]
         return float(tf.reduce_mean(tf.concat(values, axis=0)))
 
     return mean_psnr
