@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from collections.abc import Sequence
 
@@ -271,6 +272,15 @@ class App:
         return None
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    """A Python warning as one line on stderr (`warning: ...`), no source line.
+
+    E.g. an attack given a model without gradient (`attacks.contract`).
+    """
+    del category, filename, lineno, file, line
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def run_app(
     config_cls,
     job: Callable,
@@ -304,6 +314,8 @@ def run_app(
         if len(argv) > 1:
             raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
         config = config_lib.from_values(config_cls, _values(config_cls, flags.FLAGS))
-        return exit_status(job(config, log=print))
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            return exit_status(job(config, log=print))
 
     app.run(main, flags_parser=parse)

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from cifar_denoise_adv.core import arrays
+
 
 def psnr(reference: tf.Tensor, estimate: tf.Tensor, max_value: float = 1.0):
     """PSNR in dB per image: 10 log10(MAX^2 / MSE), MSE over H, W and C.
@@ -22,14 +24,31 @@ def psnr(reference: tf.Tensor, estimate: tf.Tensor, max_value: float = 1.0):
 
     Returns:
       float32 [B] (or a scalar); +inf where the images are identical.
+
+    Raises:
+      UserError (a ValueError): one line naming `reference` or `estimate`
+        (`core.arrays`): integer images with max_value 1 (uint8 0-255
+        pixels: divide by 255, or pass max_value=255), NaN or infinite
+        values, a reference outside [0, max_value].
     """
-    reference = tf.convert_to_tensor(reference, tf.float32)
-    estimate = tf.convert_to_tensor(estimate, tf.float32)
+    reference = arrays.check_images(
+        reference, "reference", max_value=max_value, min_rank=3
+    )
+    # An estimate may leave the range (noise before clipping): its dtype and
+    # finiteness are checked, not its range.
+    estimate = arrays.check_images(
+        estimate, "estimate", max_value=max_value, min_rank=3, check_range=False
+    )
     if not reference.shape.is_compatible_with(estimate.shape):
         raise ValueError(
             f"reference {reference.shape} and estimate {estimate.shape} differ "
             "in shape."
         )
+    return psnr_unchecked(reference, estimate, max_value)
+
+
+def psnr_unchecked(reference: tf.Tensor, estimate: tf.Tensor, max_value: float = 1.0):
+    """`psnr` on float32 tensors already checked (a loop's inner call)."""
     mse = tf.reduce_mean(tf.square(reference - estimate), axis=[-3, -2, -1])
     return 10.0 * tf.math.log(max_value**2 / mse) / math.log(10.0)
 

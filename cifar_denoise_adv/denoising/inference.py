@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from cifar_denoise_adv.core import arrays
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import export
 from cifar_denoise_adv.core import keras_files
@@ -104,8 +105,8 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
     (`core.keras_files`); a SavedModel is a program and is run as it is.
 
     Returns:
-      A function mapping float32 [B, H, W, 3] in [0, 1] to the denoised
-      images, clipped to [0, 1].
+      A function mapping float32 [B, H, W, 3] in [0, 1] (`core.arrays`: not
+      uint8, not NaN) to the denoised images, clipped to [0, 1].
 
     Raises:
       UserError: naming --model, when there is no model there, it cannot be
@@ -128,7 +129,7 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
     if path.endswith(".keras"):
         model = keras_files.load(path, "model", compile=False)
         _check_denoiser(path, model.inputs, model.outputs)
-        return lambda images: np.clip(model.predict(images, verbose=0), 0.0, 1.0)
+        return arrays.checking(lambda x: np.clip(model.predict(x, verbose=0), 0, 1))
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         # Keep the loaded object alive: its functions reference its variables.
         loaded = tf.saved_model.load(path)
@@ -141,7 +142,7 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
                 f"({type(error).__name__}); expected a denoiser of the denoise app."
             ) from None
         _check_denoiser(path, [probe], [output])
-        return lambda images: np.clip(export.serve(loaded, images), 0.0, 1.0)
+        return arrays.checking(lambda x: np.clip(export.serve(loaded, x), 0, 1))
     raise UserError(
         f"--model={path}: not found, or not a run folder, .keras file or SavedModel."
     )

@@ -1,7 +1,8 @@
 """Clipped Gaussian noise, PSNR, and the noise level for a target PSNR.
 
 Pure functions on tensors: no flags, no files, no printing. Images are
-float32 in [0, 1]; sigma is in the same [0, 1] pixel units, at most 1 (a
+float32 in [0, 1] (checked by `core.arrays`: uint8 0-255 pixels and NaN are
+refused with one line); sigma is in the same [0, 1] pixel units, at most 1 (a
 larger value is refused as 0-255 units by `core.units`, as the apps' --sigma
 is); PSNR uses MAX = 1 and the mean squared error over all pixels and
 channels of an image.
@@ -13,9 +14,11 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from cifar_denoise_adv.core import arrays
 from cifar_denoise_adv.core import units
 from cifar_denoise_adv.core.metrics import mean_and_std  # noqa: F401 - re-exported
-from cifar_denoise_adv.core.metrics import psnr
+from cifar_denoise_adv.core.metrics import psnr  # noqa: F401 - re-exported
+from cifar_denoise_adv.core.metrics import psnr_unchecked
 
 
 def unit_noise(shape, seed: tf.Tensor) -> tf.Tensor:
@@ -39,10 +42,13 @@ def add_gaussian_noise(
       float32 tensor shaped like `images`.
 
     Raises:
-      UserError (a ValueError): sigma negative or above 1 (0-255 units).
+      UserError (a ValueError): sigma negative or above 1 (0-255 units);
+        images not floats in [0, 1] (uint8 0-255 pixels among them) or
+        holding NaN (`core.arrays`; inside a tf.data map or tf.function only
+        the dtype is known, and checked).
     """
     sigma = units.check_pixel_value(sigma, "sigma")
-    images = tf.convert_to_tensor(images, tf.float32)
+    images = arrays.check_images(images, min_rank=3)
     noisy = images + sigma * unit_noise(tf.shape(images), seed)
     return tf.clip_by_value(noisy, 0.0, 1.0) if clip else noisy
 
@@ -62,13 +68,20 @@ def noisy_psnr(
     """PSNR [B] between images and clip(images + sigma * unit_draws).
 
     Raises:
-      UserError (a ValueError): sigma outside [0, 1] pixel units.
+      UserError (a ValueError): sigma outside [0, 1] pixel units; images
+        or unit_draws not float, or not finite (`core.arrays`).
     """
     sigma = units.check_pixel_value(sigma, "sigma")
+    images = arrays.check_images(images, min_rank=3)
+    unit_draws = arrays.check_images(unit_draws, "unit_draws", check_range=False)
+    return _noisy_psnr(images, unit_draws, sigma, clip)
+
+
+def _noisy_psnr(images, unit_draws, sigma: float, clip: bool) -> tf.Tensor:
     noisy = images + sigma * unit_draws
     if clip:
         noisy = tf.clip_by_value(noisy, 0.0, 1.0)
-    return psnr(images, noisy)
+    return psnr_unchecked(images, noisy)
 
 
 def calibrate_sigma(
@@ -124,10 +137,22 @@ def calibrate_sigma(
 def mean_noisy_psnr_fn(
     batches: list[tuple[tf.Tensor, tf.Tensor]], *, clip: bool
 ) -> Callable[[float], float]:
-    """Sigma -> mean PSNR over fixed (images, unit_draws) batches."""
+    """Sigma -> mean PSNR over fixed (images, unit_draws) batches.
+
+    The batches are checked once here (`core.arrays`), not at every sigma
+    the bisection tries.
+    """
+    batches = [
+        (
+            arrays.check_images(x, min_rank=3),
+            arrays.check_images(z, "unit_draws", check_range=False),
+        )
+        for x, z in batches
+    ]
 
     def mean_psnr(sigma: float) -> float:
-        values = [noisy_psnr(x, z, sigma, clip=clip) for x, z in batches]
+        sigma = units.check_pixel_value(sigma, "sigma")
+        values = [_noisy_psnr(x, z, sigma, clip) for x, z in batches]
         return float(tf.reduce_mean(tf.concat(values, axis=0)))
 
     return mean_psnr

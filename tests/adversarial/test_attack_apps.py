@@ -671,3 +671,14 @@ def test_a_precision_the_machine_cannot_run_is_one_line(classifier_run, tmp_path
     with pytest.raises(UserError, match="--precision=mixed_float16 needs a GPU"):
         targeted.APP.job(config, log=_quiet)
     assert not (tmp_path / "f16" / "metrics.json").exists()
+
+
+def test_the_classifiers_keras_file_reloads_in_a_fresh_process(
+    classifier_run, tmp_path
+):
+    from tests.reload import assert_keras_files_reload
+
+    _, classifier_dir = classifier_run
+    assert_keras_files_reload(
+        classifier_dir, ["model.keras"], ["model.keras"], tmp_path=tmp_path
+    )

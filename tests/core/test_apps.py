@@ -2,6 +2,9 @@
 
 import os
 import pathlib
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from absl import flags
@@ -86,3 +89,42 @@ def test_the_checkouts_flag_files_by_name_from_another_folder(tmp_path, monkeypa
     for name in ("plain.cfg", "flags/plain.cfg"):
         config = denoise.APP.parse(["prog", f"--flagfile={name}"])
         assert (config.arch, config.num_blocks, config.downscale) == ("plain", 12, 2)
+
+
+def test_an_apps_python_warning_is_one_line(tmp_path):
+    # E.g. an attack given a model without gradient warns; the app prints
+    # `warning: ...` alone, not the file, line number and source line.
+    code = textwrap.dedent(
+        """
+        import sys
+        import warnings
+
+        from cifar_denoise_adv.core import apps
+        from cifar_denoise_adv.denoising import noise_job
+
+        def job(config, log):
+            warnings.warn("the gradient is zero", UserWarning)
+            log("done")
+
+        sys.argv = ["noise"]
+        apps.run_app(noise_job.NoiseConfig, job, "noise")
+        """
+    )
+    root = pathlib.Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == ["done"]
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("warning:") or "Warning" in line or "warnings.warn" in line
+    ]
+    assert lines == ["warning: the gradient is zero"], result.stderr

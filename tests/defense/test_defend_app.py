@@ -162,6 +162,16 @@ def test_the_exported_pipeline_serves_logits(defend_run):
     assert logits.shape == (2, 10)
 
 
+def test_the_exported_pipelines_reload_after_the_package_import(defend_run, tmp_path):
+    # The instance: "Could not locate class 'ClipPixels'" ('PixelNoise' for
+    # randomised.keras) in a fresh process, and --classifier refused both.
+    from tests.reload import assert_keras_files_reload
+
+    run_dir, _, _ = defend_run
+    names = ["model.keras", "randomised.keras"]
+    assert_keras_files_reload(run_dir, names, names, tmp_path=tmp_path)
+
+
 def test_without_the_denoisers_sigma_the_flag_is_named(tiny_runs, tmp_path):
     model_only = tmp_path / "denoiser"
     model_only.mkdir()

@@ -316,3 +316,10 @@ def test_compare_over_a_bad_metrics_file_names_its_fault_in_one_line(
         compare_lib.compare_runs([str(run_dir), str(other)])
     assert str(error.value).startswith(f"{other / 'metrics.json'}: {fault}")
     assert str(error.value).endswith("expected the metrics.json a denoise run writes.")
+
+
+def test_the_runs_keras_file_reloads_in_a_fresh_process(finished_run, tmp_path):
+    from tests.reload import assert_keras_files_reload
+
+    _, run_dir, _ = finished_run
+    assert_keras_files_reload(run_dir, ["model.keras"], tmp_path=tmp_path)

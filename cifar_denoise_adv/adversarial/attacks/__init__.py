@@ -32,7 +32,17 @@ Conventions shared by every function here:
   float32 gradients on the float32 input: the tape watches the float32
   images, back-propagates through the layers' 16-bit compute and the
   model's cast of its input, and the losses use float32 logits (16-bit
-  scores are cast; `contract`, "Mixed precision").
+  scores are cast; `contract`, "Mixed precision"). Each image's loss is
+  scaled by a power of two before the backward pass and its gradient
+  unscaled in float32, so a confident float16 model's gradient does not
+  underflow to 0 (`_gradients`).
+- Images, perturbations and labels are checked by `core.arrays` (uint8
+  0-255 pixels, NaN and infinite values refused with one line naming the
+  argument), the same check as the noise functions and PSNR.
+- A model with no gradient from its input to its output (`tf.stop_gradient`,
+  rounding) gets one `UserWarning` per gradient attack: the gradient is
+  zero (never None), so the attack makes no progress; `square_attack` needs
+  no gradient.
 """
 
 from cifar_denoise_adv.adversarial.attacks import registry

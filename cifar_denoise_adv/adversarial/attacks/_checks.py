@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from cifar_denoise_adv.core import arrays
 from cifar_denoise_adv.core import units
 from cifar_denoise_adv.core.errors import UserError
 
@@ -66,33 +67,15 @@ def per_model(function: Callable) -> Callable:
 
 
 def as_images(images, name: str = "images") -> tf.Tensor:
-    images = tf.convert_to_tensor(images, tf.float32)
-    if images.shape.rank is None or images.shape.rank < 2:
-        raise UserError(f"{name} must be a batch [B, ...], got shape {images.shape}.")
-    if images.shape[0] == 0:
-        raise UserError(f"{name} is empty.")
-    low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
-    if low < 0.0 or high > 1.0:
-        hint = "; 0-255 pixels? divide by 255" if high > 1.0 and low >= 0.0 else ""
-        raise UserError(f"{name} must lie in [0, 1], got [{low:g}, {high:g}]{hint}.")
-    return images
+    """A batch [B, ...] of float images in [0, 1] as float32 (`core.arrays`)."""
+    return arrays.check_images(images, name)
 
 
 def as_labels(
     labels, batch: int, name: str, num_classes: int | None = None
 ) -> tf.Tensor:
-    labels = tf.convert_to_tensor(labels)
-    if not labels.dtype.is_integer:
-        raise UserError(f"{name} must be integers, got {labels.dtype.name}.")
-    if labels.shape.as_list() != [batch]:
-        raise UserError(f"{name} must have shape [{batch}], got {labels.shape}.")
-    values = labels.numpy()
-    if num_classes is not None and (values.min() < 0 or values.max() >= num_classes):
-        raise UserError(
-            f"{name} must be classes in 0..{num_classes - 1} (the model returns "
-            f"{num_classes} scores), got {values.min()}..{values.max()}."
-        )
-    return tf.cast(labels, tf.int64)
+    """Integer classes [batch] in 0..num_classes-1 as int64 (`core.arrays`)."""
+    return arrays.check_labels(labels, name, batch, num_classes)
 
 
 def values_per_image(images: tf.Tensor) -> int:
@@ -144,7 +127,7 @@ def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
 
 def as_perturbation(v, images: tf.Tensor, name: str = "v") -> tf.Tensor:
     """One perturbation [H, W, C] or one per image [N, H, W, C], |v| <= 1."""
-    v = tf.convert_to_tensor(v, tf.float32)
+    v = arrays.check_perturbation(v, name)
     if v.shape != images.shape and v.shape != images.shape[1:]:
         raise UserError(
             f"{name} must have shape {images.shape[1:]} or {images.shape}, got "

@@ -35,7 +35,15 @@ and back through that cast, so the tape returns a float32 gradient of the
 input's shape. The losses and DeepFool's distances are computed on float32
 logits: our models end in float32 layers, and `check_model` casts the
 scores of any other model that returns 16-bit ones (`float32_scores`).
-Perturbations, projections and clipping are float32 throughout. The
+Perturbations, projections and clipping are float32 throughout. float16
+(unlike bfloat16) has a narrow range: the cross-entropy's gradient on a
+confident model's logits (about exp(-gap)) underflows to 0 in its backward
+pass, so each image's loss is scaled by a power of two first
+(`_gradients`).
+
+A model without a gradient from its input to its output is found by the
+same call of the model that checks its outputs (`has_input_gradient`),
+and the gradient attacks warn once (`warn_without_gradient`). The
 gradient carries bfloat16's rounding: on an untrained resnet9 classifier
 its cosine with the float32 model's gradient was 0.90-0.997 per image, its
 signs (what FGSM and PGD follow) agreeing on 86-98% of the pixels.
@@ -184,8 +192,14 @@ def output_scores(
       UserError: one line naming `name`, when the output is not one row of
         K >= 2 finite scores per image.
     """
-    sample = images[:PROBE_IMAGES]
-    scores = tf.convert_to_tensor(model_fn(sample))
+    sample = tf.identity(images[:PROBE_IMAGES])
+    # The same call tells whether the model has an input gradient (one draw
+    # of a random model, not two; `has_input_gradient`).
+    with tf.GradientTape() as tape:
+        tape.watch(sample)
+        scores = tf.convert_to_tensor(model_fn(sample))
+        probe = _gradient_probe(scores)
+    _remember_gradient(model_fn, _probe_gradient(tape, probe, sample))
     count = int(sample.shape[0])
     shape = scores.shape.as_list()
     if len(shape) != 2 or shape[0] != count or shape[1] < 2:
@@ -271,7 +285,10 @@ def check_model(
             model_fn = logits_model(model_fn)
     scores, dtype = output_scores(model_fn, images, name)
     if dtype != tf.float32:
+        found = _HAS_GRADIENT.get(model_fn) if _weakly_keyed(model_fn) else None
         model_fn = float32_scores(model_fn)
+        if found is not None:
+            _remember(model_fn, found)
     if not probabilities_ok and are_probabilities(scores):
         raise UserError(
             f"{name} returns probabilities (each row of its output sums to 1, as "
@@ -279,3 +296,94 @@ def check_model(
             "its final softmax."
         )
     return model_fn, int(scores.shape[1])
+
+
+# model -> whether its scores have a gradient w.r.t. its input (probed once).
+_HAS_GRADIENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _weakly_keyed(model_fn) -> bool:
+    try:
+        weakref.ref(model_fn)
+        hash(model_fn)
+    except TypeError:
+        return False
+    return True
+
+
+def _remember(model_fn, found: bool) -> None:
+    with contextlib.suppress(TypeError):  # not weakly referable: not kept
+        _HAS_GRADIENT[model_fn] = found
+
+
+def _gradient_probe(scores: tf.Tensor) -> tf.Tensor | None:
+    """A fixed random mix of the scores (a plain sum could cancel), or None."""
+    if scores.shape.rank != 2 or not scores.dtype.is_floating:
+        return None
+    mix = np.random.default_rng(0).uniform(0.5, 1.5, size=scores.shape[-1])
+    return tf.reduce_sum(tf.cast(scores, tf.float32) * tf.constant(mix, tf.float32))
+
+
+def _probe_gradient(tape, probe, sample):
+    """The gradient of the probe, or None (no probe, or an op without one)."""
+    if probe is None:
+        return None
+    try:
+        return tape.gradient(probe, sample)
+    except LookupError:  # "No gradient defined for operation ..."
+        return None
+
+
+def _remember_gradient(model_fn, gradient) -> bool:
+    found = gradient is not None and bool(np.any(gradient.numpy() != 0))
+    _remember(model_fn, found)
+    return found
+
+
+def has_input_gradient(model_fn: ModelFn, images: tf.Tensor) -> bool:
+    """Whether the model's scores change to first order with its input.
+
+    Found with one backward pass of a fixed random mix of the scores on the
+    first few images (by `check_model`'s call of the model, so a random
+    model is not drawn again): False when the tape finds no path from the
+    input to the output (`tf.stop_gradient`, `tf.round`, a cast to
+    integers) or the gradient is exactly zero everywhere (a
+    piecewise-constant model). Kept per model while it lives.
+    """
+    with contextlib.suppress(KeyError, TypeError):
+        return _HAS_GRADIENT[model_fn]
+    sample = tf.identity(images[:PROBE_IMAGES])
+    with tf.GradientTape() as tape:
+        tape.watch(sample)
+        probe = _gradient_probe(tf.convert_to_tensor(model_fn(sample)))
+    return _remember_gradient(model_fn, _probe_gradient(tape, probe, sample))
+
+
+def warn_without_gradient(
+    model_fn: ModelFn,
+    images: tf.Tensor,
+    attack: str,
+    *,
+    name: str = "model_fn",
+    stacklevel: int = 3,
+) -> bool:
+    """One UserWarning when a gradient attack is given a model without gradient.
+
+    The attack still runs, and makes no progress: its gradient is zero (never
+    None), so FGSM returns the images, PGD its random start, DeepFool and the
+    universal searches no perturbation. That is what a gradient-masking
+    defense looks like; the gradient-free `square_attack` is the check.
+
+    Returns:
+      Whether the model has an input gradient (`has_input_gradient`).
+    """
+    if has_input_gradient(model_fn, images):
+        return True
+    warnings.warn(
+        f"{name} has no gradient from its input to its output (a "
+        "tf.stop_gradient, rounding or cast inside it?): the gradient is zero, "
+        f"so {attack} makes no progress; square_attack needs no gradient.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+    return False

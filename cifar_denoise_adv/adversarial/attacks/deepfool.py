@@ -14,6 +14,7 @@ from cifar_denoise_adv.adversarial.attacks._checks import check_fraction
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
 from cifar_denoise_adv.adversarial.attacks._checks import per_model
 from cifar_denoise_adv.adversarial.attacks.contract import check_model
+from cifar_denoise_adv.adversarial.attacks.contract import warn_without_gradient
 from cifar_denoise_adv.adversarial.attacks.norms import norm_order
 from cifar_denoise_adv.core.errors import UserError
 
@@ -51,7 +52,13 @@ def _deepfool_step(model_fn, images, candidates, linf: bool):
         # f_k - f_clean for the other candidates: C - 1 gradients, not C.
         f = logits[:, 1:] - logits[:, :1]  # [b, C-1]
     # All candidates' gradients from one forward pass.
-    w = tape.batch_jacobian(f, images)  # [b, C-1, ...]
+    # A model without a gradient gives zeros, never None (no step is taken).
+    try:
+        w = tape.batch_jacobian(
+            f, images, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )  # [b, C-1, ...]
+    except LookupError:  # an op with no gradient registered: none at all
+        w = tf.zeros(tf.concat([tf.shape(f), tf.shape(images)[1:]], 0))
     w_flat = tf.reshape(w, tf.concat([tf.shape(w)[:2], [-1]], axis=0))
     if linf:  # dual norm of L-inf is L1 (paper, eq. 11 with q = 1)
         w_norm = tf.reduce_sum(tf.abs(w_flat), axis=-1)
@@ -146,6 +153,7 @@ def deepfool(
     settings = check_deepfool_settings(
         num_classes, num_candidates, overshoot, max_iter, norm, width
     )
+    warn_without_gradient(model_fn, images, "deepfool")
     return deepfool_unchecked(model_fn, images, *settings)
 
 

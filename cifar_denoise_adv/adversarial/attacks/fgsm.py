@@ -8,7 +8,6 @@ transformation), which is how a randomised defense is attacked.
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
@@ -18,11 +17,16 @@ from cifar_denoise_adv.adversarial.attacks._checks import check_budget
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
 from cifar_denoise_adv.adversarial.attacks._checks import check_step
 from cifar_denoise_adv.adversarial.attacks._checks import per_model
+from cifar_denoise_adv.adversarial.attacks._gradients import cross_entropy_gradient
 from cifar_denoise_adv.adversarial.attacks.contract import check_model
+from cifar_denoise_adv.adversarial.attacks.contract import warn_without_gradient
 
 
-def _checked(model_fn, images, labels, name: str = "labels"):
+def _checked(model_fn, images, labels, name: str = "labels", attack: str = "fgsm"):
     """(model_fn, images, labels) as every attack here takes them, checked.
+
+    A model without a gradient from its input to its output gets one
+    UserWarning naming `attack` (`contract.warn_without_gradient`).
 
     Raises:
       UserError (a ValueError): one line naming the bad argument.
@@ -30,27 +34,22 @@ def _checked(model_fn, images, labels, name: str = "labels"):
     images = as_images(images)
     model_fn, width = check_model(model_fn, images)
     labels = as_labels(labels, images.shape[0], name, num_classes=width)
+    warn_without_gradient(model_fn, images, attack, stacklevel=4)
     return model_fn, images, labels
 
 
 def _gradient(model_fn, images, labels, num_draws: int):
     """Mean over `num_draws` calls of grad_x CE(labels, f(x)), one tape per call.
 
-    One tape per draw keeps one forward pass in memory, not `num_draws`.
+    One tape per draw keeps one forward pass in memory, not `num_draws`; the
+    loss is computed in float32 and scaled per image (`_gradients`).
     """
     total = tf.zeros_like(images)
     for _ in range(num_draws):
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            loss = keras.losses.sparse_categorical_crossentropy(
-                labels, model_fn(images), from_logits=True
-            )
-        # A model that ignores its input's gradient (tf.stop_gradient, a
-        # non-differentiable step) gives zeros, not an error: an attack then
-        # makes no progress, which is what the gradient-free check reveals.
-        total += tape.gradient(
-            loss, images, unconnected_gradients=tf.UnconnectedGradients.ZERO
-        )
+        # Scaled per image, so that a float16 model's gradient does not
+        # underflow to 0; a model with no gradient gives zeros, not None
+        # (the entry points warn about it: `contract.warn_without_gradient`).
+        total += cross_entropy_gradient(model_fn, images, labels)
     return total / num_draws
 
 
@@ -82,7 +81,9 @@ def input_gradient(model_fn: ModelFn, images, labels, num_draws: int = 1) -> tf.
     Raises:
       UserError (a ValueError): one line naming the bad argument.
     """
-    model_fn, images, labels = _checked(model_fn, images, labels)
+    model_fn, images, labels = _checked(
+        model_fn, images, labels, attack="input_gradient"
+    )
     num_draws = check_positive_int(num_draws, "num_draws")
     return _gradient_graph(model_fn, images, labels, num_draws)
 
@@ -126,7 +127,7 @@ def targeted_fgsm(
       UserError (a ValueError): one line naming the bad argument.
     """
     model_fn, images, target_labels = _checked(
-        model_fn, images, target_labels, "target_labels"
+        model_fn, images, target_labels, "target_labels", "targeted_fgsm"
     )
     epsilon = check_budget(epsilon, "epsilon")
     num_draws = check_positive_int(num_draws, "num_draws")
@@ -250,7 +251,7 @@ def targeted_iterative(
       UserError (a ValueError): one line naming the bad argument.
     """
     model_fn, images, target_labels = _checked(
-        model_fn, images, target_labels, "target_labels"
+        model_fn, images, target_labels, "target_labels", "targeted_iterative"
     )
     epsilon = check_budget(epsilon, "epsilon")
     return _iterate(
@@ -306,7 +307,7 @@ def pgd(
     Raises:
       UserError (a ValueError): one line naming the bad argument.
     """
-    model_fn, images, labels = _checked(model_fn, images, labels)
+    model_fn, images, labels = _checked(model_fn, images, labels, attack="pgd")
     epsilon = check_budget(epsilon, "epsilon")
     return _iterate(
         model_fn,

@@ -12,6 +12,7 @@ from cifar_denoise_adv.adversarial.attacks._checks import as_perturbation
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
 from cifar_denoise_adv.adversarial.attacks._checks import per_model
 from cifar_denoise_adv.adversarial.attacks.contract import check_model
+from cifar_denoise_adv.core import arrays
 from cifar_denoise_adv.core.errors import UserError
 
 
@@ -118,9 +119,18 @@ def fooling_rate_unchecked(model_fn, images, v, batch_size, clean_labels=None):
     return misclassification_rate(perturbed, clean_labels)
 
 
+def _classes(values, name: str) -> np.ndarray:
+    """Integer classes flattened to [N] (`core.arrays`: integers, one line)."""
+    tensor = arrays.as_tensor(values, name)
+    if tensor.shape.num_elements() == 0:
+        return np.zeros(0, np.int64)
+    if not tensor.dtype.is_integer:
+        raise UserError(f"{name} must be integers, got {tensor.dtype.name}.")
+    return tensor.numpy().reshape(-1)
+
+
 def _rate(first, second, names: tuple[str, str], equal: bool) -> float:
-    first = np.asarray(first).reshape(-1)
-    second = np.asarray(second).reshape(-1)
+    first, second = _classes(first, names[0]), _classes(second, names[1])
     if first.shape != second.shape:
         raise UserError(
             f"{names[0]} {first.shape} and {names[1]} {second.shape} differ in shape."

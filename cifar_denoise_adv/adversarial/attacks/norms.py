@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from cifar_denoise_adv.adversarial.attacks._checks import TINY
 from cifar_denoise_adv.adversarial.attacks._checks import check_budget
+from cifar_denoise_adv.core import arrays
 from cifar_denoise_adv.core.errors import UserError
 
 
@@ -41,7 +42,9 @@ def linf_norm(perturbations) -> tf.Tensor:
     Returns:
       float32 [B], max |value| over all axes but the first (pixel units).
     """
-    perturbations = tf.convert_to_tensor(perturbations, tf.float32)
+    perturbations = arrays.check_perturbation(
+        perturbations, "perturbations", batch=True
+    )
     flat = tf.reshape(perturbations, [tf.shape(perturbations)[0], -1])
     return tf.reduce_max(tf.abs(flat), axis=1)
 
@@ -55,7 +58,9 @@ def l2_norm(perturbations) -> tf.Tensor:
     Returns:
       float32 [B], Euclidean norm over all axes but the first (pixel units).
     """
-    perturbations = tf.convert_to_tensor(perturbations, tf.float32)
+    perturbations = arrays.check_perturbation(
+        perturbations, "perturbations", batch=True
+    )
     flat = tf.reshape(perturbations, [tf.shape(perturbations)[0], -1])
     return tf.norm(flat, axis=1)
 
@@ -87,7 +92,7 @@ def project_lp(perturbation, radius: float, p) -> tf.Tensor:
       float32 tensor shaped like `perturbation`.
     """
     p = norm_order(p)
-    perturbation = tf.convert_to_tensor(perturbation, tf.float32)
+    perturbation = arrays.check_perturbation(perturbation, "perturbation", batch=False)
     radius = check_budget(radius, "radius", p, perturbation.shape.num_elements() or 1)
     return project(perturbation, radius, p, axis=None)
 
@@ -106,7 +111,9 @@ def batch_project_lp(perturbations, radius: float, p) -> tf.Tensor:
       most `radius`.
     """
     p = norm_order(p)
-    perturbations = tf.convert_to_tensor(perturbations, tf.float32)
+    perturbations = arrays.check_perturbation(
+        perturbations, "perturbations", batch=True
+    )
     if perturbations.shape.rank is None or perturbations.shape.rank < 1:
         raise UserError(
             f"perturbations must be a batch [B, ...], got {perturbations.shape}."

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -20,7 +19,9 @@ from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
 from cifar_denoise_adv.adversarial.attacks._checks import check_step
 from cifar_denoise_adv.adversarial.attacks._checks import per_model
 from cifar_denoise_adv.adversarial.attacks._checks import values_per_image
+from cifar_denoise_adv.adversarial.attacks._gradients import cross_entropy_gradient
 from cifar_denoise_adv.adversarial.attacks.contract import check_model
+from cifar_denoise_adv.adversarial.attacks.contract import warn_without_gradient
 from cifar_denoise_adv.adversarial.attacks.deepfool import check_deepfool_settings
 from cifar_denoise_adv.adversarial.attacks.deepfool import deepfool_unchecked
 from cifar_denoise_adv.adversarial.attacks.metrics import fooling_rate_unchecked
@@ -56,14 +57,17 @@ def _history(rates: list[float], start: float) -> dict:
     }
 
 
-def _validate_universal(model_fn, images, xi, p, batch_size):
-    """The checked images, model (and its width K), xi, p and batch size."""
+def _validate_universal(model_fn, images, xi, p, batch_size, attack):
+    """The checked images, model (and its width K), xi, p and batch size.
+
+    A model without an input gradient gets one UserWarning naming `attack`.
+    """
     images = as_images(images)
     if images.shape.rank != 4:
         raise UserError(f"images must be [N, H, W, C], got {images.shape}.")
     p = norm_order(p)
     model_fn, width = check_model(model_fn, images)
-    return (
+    checked = (
         images,
         model_fn,
         width,
@@ -71,6 +75,8 @@ def _validate_universal(model_fn, images, xi, p, batch_size):
         p,
         check_positive_int(batch_size, "batch_size"),
     )
+    warn_without_gradient(model_fn, images, attack, stacklevel=4)
+    return checked
 
 
 def _universal_pass(model_fn, images, clean_labels, order, v, update, batch_size):
@@ -162,7 +168,7 @@ def universal_perturbation(
       UserError (a ValueError): one line naming the bad argument.
     """
     images, model_fn, width, xi, p, batch_size = _validate_universal(
-        model_fn, images, xi, p, batch_size
+        model_fn, images, xi, p, batch_size, "universal_perturbation"
     )
     delta = check_fraction(delta, "delta")
     max_passes = check_positive_int(max_passes, "max_passes")
@@ -224,22 +230,19 @@ def _sgd_universal_step(
     model_fn, v, images, labels, step_size, xi, linf, clamp, num_draws=1
 ):
     # One tape per draw of a random model_fn (EOT): the mean of the draws'
-    # gradients, with one forward pass in memory at a time.
+    # gradients, with one forward pass in memory at a time. Each image's
+    # gradient w.r.t. its shifted input x + v is its gradient w.r.t. v, taken
+    # with the loss scaled per image (float16 models do not underflow) and
+    # zero, never None, for a model without gradient.
+    def shifted_model(shifted):
+        return model_fn(tf.clip_by_value(shifted, 0.0, 1.0))
+
     gradient = tf.zeros_like(v)
     for _ in range(num_draws):
-        with tf.GradientTape() as tape:
-            tape.watch(v)
-            loss = keras.losses.sparse_categorical_crossentropy(
-                labels,
-                model_fn(tf.clip_by_value(images + v, 0.0, 1.0)),
-                from_logits=True,
-            )
-            if clamp is not None:
-                # Shafahi et al.'s clamped loss: images already fooled by a
-                # wide margin stop dominating the gradient.
-                loss = tf.minimum(loss, clamp)
-            loss = tf.reduce_mean(loss)
-        gradient += tape.gradient(loss, v) / num_draws
+        # Shafahi et al.'s clamped loss min(CE, clamp): images already
+        # fooled by a wide margin stop dominating the gradient.
+        per_image = cross_entropy_gradient(shifted_model, images + v, labels, clamp)
+        gradient += tf.reduce_mean(per_image, axis=0) / num_draws
     if linf:
         return tf.clip_by_value(v + step_size * tf.sign(gradient), -xi, xi)
     step = gradient / tf.maximum(tf.norm(gradient), TINY)
@@ -315,7 +318,7 @@ def sgd_universal_perturbation(
       UserError (a ValueError): one line naming the bad argument.
     """
     images, model_fn, width, xi, p, batch_size = _validate_universal(
-        model_fn, images, xi, p, batch_size
+        model_fn, images, xi, p, batch_size, "sgd_universal_perturbation"
     )
     size = values_per_image(images)
     step_size = check_step(step_size, "step_size", p, size)
