@@ -16,9 +16,12 @@ holds them, so a flag file works from any folder.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
+import inspect
 import os
 import sys
+import textwrap
 from collections.abc import Callable
 from collections.abc import Sequence
 
@@ -55,7 +58,8 @@ def define_flags(config_cls, flag_values: flags.FlagValues, module_name: str) ->
         meta = field.metadata
         help_text = meta["help"]
         if meta["choices"]:
-            help_text += f" One of: {', '.join(meta['choices'])}."
+            shown = (choice or '""' for choice in meta["choices"])
+            help_text += f" One of: {', '.join(shown)}."
         if meta["unit"] == config_lib.PIXEL:
             help_text += " [0, 1] pixel units; a/b fractions allowed (10/255)."
         elif meta["unit"] == config_lib.LP:
@@ -144,21 +148,55 @@ def find_flagfile(path: str, relative_to: str | None = None) -> str:
 
 
 def expand_flagfiles(
-    argv: Sequence[str], relative_to: str | None = None, _seen: tuple = ()
+    argv: Sequence[str],
+    relative_to: str | None = None,
+    _seen: tuple = (),
+    *,
+    app: str | None = None,
 ) -> list[str]:
-    """Argv with every --flagfile replaced by the file's flags, recursively."""
+    """Argv with every --flagfile replaced by the file's flags, recursively.
+
+    Args:
+      argv: the arguments (no program name).
+      relative_to: the folder of the flag file that holds `argv`, if any.
+      app: the app the flags are for: a flag file whose first line names
+        another app (`# app: denoise.`) is refused, naming the file.
+    """
     expanded = []
     for arg in argv:
         if arg.startswith(("--flagfile=", "-flagfile=")):
             path = find_flagfile(arg.split("=", 1)[1], relative_to)
             if path in _seen:
                 raise UserError(f"--flagfile={path}: includes itself.")
+            _check_flagfile_app(path, app)
             expanded += expand_flagfiles(
-                _read_flagfile(path), os.path.dirname(path), (*_seen, path)
+                _read_flagfile(path), os.path.dirname(path), (*_seen, path), app=app
             )
         else:
             expanded.append(arg)
     return expanded
+
+
+def flagfile_app(path: str) -> str | None:
+    """The app a flag file names on its first line (`# app: NAME.`), if any."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return None  # _read_flagfile says what is wrong with it
+    if not first.startswith("# app: "):
+        return None
+    return first[len("# app: ") :].split(".")[0].split()[0] or None
+
+
+def _check_flagfile_app(path: str, app: str | None) -> None:
+    other = flagfile_app(path)
+    if app is not None and other is not None and other != app:
+        raise UserError(
+            f"--flagfile={path}: a flag file of the {other} app (its first line "
+            f"says so), not of the {app} app; run it with python -m "
+            f"cifar_denoise_adv.{other}."
+        )
 
 
 def _read_flagfile(path: str) -> list[str]:
@@ -174,39 +212,82 @@ def _read_flagfile(path: str) -> list[str]:
     ]
 
 
-def _flag_error(error: flags.Error, app_name: str) -> UserError:
+def _flag_error(error: flags.Error, app_name: str, own: Sequence[str]) -> UserError:
     message = str(error).splitlines()[0]
     if isinstance(error, flags.UnrecognizedFlagError):
         name = getattr(error, "flagname", "") or message
-        return UserError(
-            f"--{name}: not a flag of the {app_name} app (see --helpfull)."
-        )
+        return UserError(unknown_flag_message(name, own, app_name))
     return UserError(message)
 
 
-def parse_args(config_cls, argv: Sequence[str], app_name: str = "this"):
+def unknown_flag_message(name: str, own: Sequence[str], app_name: str) -> str:
+    """One line for --name, which the app does not have: what it is instead.
+
+    A flag that TensorFlow or absl define for their tests, TPUs or logging
+    is named as such; a near miss of one of the app's flags (`--epoch`)
+    gets "did you mean --epochs?".
+    """
+    for candidate in (name, name[2:] if name.startswith("no") else None):
+        module = candidate and flags.FLAGS.find_module_defining_flag(candidate)
+        if module and candidate not in own:
+            return (
+                f"--{name}: not a flag of the {app_name} app but one of {module}, "
+                "which the apps do not use (see --help)."
+            )
+    close = difflib.get_close_matches(name, sorted(own), n=1, cutoff=0.6)
+    if not close and name.startswith("no"):
+        close = difflib.get_close_matches(name[2:], sorted(own), n=1, cutoff=0.6)
+    hint = f"; did you mean --{close[0]}?" if close else ""
+    return f"--{name}: not a flag of the {app_name} app{hint} (see --help)."
+
+
+def _flag_names(argv: Sequence[str], flag_values: flags.FlagValues) -> list[str]:
+    """The flag names `argv` sets (`--name=v`, `--name v`, `--[no]name`)."""
+    names, value_next = [], False
+    for arg in argv:
+        if value_next:
+            value_next = False
+            continue
+        if arg == "--":
+            break
+        if not arg.startswith("-") or arg[1:2] in ("", *"0123456789."):
+            continue  # a value (`--seed -1`), not a flag
+        name, has_value, _ = arg.lstrip("-").partition("=")
+        names.append(name)
+        flag = flag_values._flags().get(name)  # noqa: SLF001 - absl has no getter
+        value_next = not has_value and flag is not None and not flag.boolean
+    return names
+
+
+def parse_args(config_cls, argv: Sequence[str], app_name: str | None = None):
     """The config that `argv` (program name first) describes, checked.
 
     Uses a fresh flag registry: nothing global is read or changed.
 
+    Args:
+      config_cls: the job's config class.
+      argv: the command line, program name first.
+      app_name: the app; a flag file of another app is then refused.
+
     Raises:
       UserError: naming the flag, for an unknown flag, a bad value or a
-        value out of range.
+        value out of range; naming the flag file, for another app's.
     """
     flag_values = flags.FlagValues()
-    define_flags(config_cls, flag_values, module_name=app_name)
-    argv = [argv[0], *expand_flagfiles(argv[1:])]
+    define_flags(config_cls, flag_values, module_name=app_name or "this")
+    argv = [argv[0], *expand_flagfiles(argv[1:], app=app_name)]
+    own = [field.name for field, _, _ in config_lib.fields(config_cls)]
     try:
         rest = flag_values(argv)
     except flags.Error as error:
-        raise _flag_error(error, app_name) from None
+        raise _flag_error(error, app_name or "this", own) from None
     if len(rest) > 1:
         raise UserError(f"unexpected arguments: {' '.join(rest[1:])}")
     return config_lib.from_values(config_cls, _values(config_cls, flag_values))
 
 
 def parse_flagfile(
-    config_cls, path: str, overrides: dict | None = None, app_name: str = "this"
+    config_cls, path: str, overrides: dict | None = None, app_name: str | None = None
 ):
     """The config of a flag file, then `overrides` ({flag: value}) on top."""
     argv = ["prog", f"--flagfile={path}"]
@@ -271,6 +352,130 @@ class App:
         return None
 
 
+# absl.app's own flags an app keeps (debugging and profiling, listed by
+# --helpfull); every other flag that absl or TensorFlow define (tests, TPUs,
+# logging) is refused and kept out of the help.
+ABSL_FLAGS_KEPT = (
+    "flagfile",
+    "only_check_args",
+    "pdb",
+    "pdb_post_mortem",
+    "profile_file",
+    "run_with_pdb",
+    "run_with_profiling",
+    "use_cprofile_for_profiling",
+)
+HELP_FLAGS = {"help": False, "helpshort": False, "?": False, "helpfull": True}
+
+
+def refuse_foreign_flags(argv: Sequence[str], own: Sequence[str], app_name: str):
+    """Refuses every flag in `argv` that is neither the app's nor absl.app's.
+
+    absl's global registry also holds the flags TensorFlow and absltest
+    define for tests, TPUs and logging (`--test_tmpdir`, `--hbm_oom_exit`);
+    an app would accept them and do nothing.
+
+    Raises:
+      UserError: one line naming the first such flag (see
+        `unknown_flag_message`).
+    """
+    accepted = set(own) | set(ABSL_FLAGS_KEPT) | set(HELP_FLAGS)
+    for name in _flag_names(argv, flags.FLAGS):
+        if name not in accepted and not (
+            name.startswith("no") and name[2:] in accepted
+        ):
+            raise UserError(unknown_flag_message(name, own, app_name))
+
+
+def _help_requested(argv: Sequence[str]) -> bool | None:
+    """None, or whether the full help is asked for (--helpfull)."""
+    for arg in argv:
+        if arg == "--":
+            break
+        name, _, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name in HELP_FLAGS and value.lower() != "false":
+            return HELP_FLAGS[name]
+    return None
+
+
+def _default_text(field, kind: str, element) -> str:
+    default = field.default
+    if kind == "tuple":
+        return ",".join(config_lib.shown(v, field) for v in default) or '""'
+    if element is bool:
+        return "true" if default else "false"
+    if default is None:
+        return "unset"
+    if default == "":
+        return '""'
+    return config_lib.shown(default, field)
+
+
+def _flag_help(field, kind: str, element, help_text: str) -> list[str]:
+    bool_flag = element is bool and kind != "tuple"
+    name = f"--[no]{field.name}" if bool_flag else f"--{field.name}"
+    default = _default_text(field, kind, element)
+    return _wrap(f"  {name} (default: {default})", help_text)
+
+
+def help_text(config_cls, usage: str | None, full: bool = False) -> str:
+    """--help: the app's docstring, then its flags in groups.
+
+    A group is the config class that first declares its settings (the app's
+    own first, then the settings every training or attack job has, then
+    those of every run), headed by that class's first docstring line; each
+    default is shown in its setting's unit (`2/255`).
+
+    Args:
+      config_cls: the app's config class.
+      usage: the app module's docstring (its first line says what it does).
+      full: also list absl's debugging flags (--helpfull).
+    """
+    lines = [(usage or config_cls.__doc__ or "").strip(), ""]
+    groups: dict[type, list[str]] = {}
+    flag_values = flags.FlagValues()
+    define_flags(config_cls, flag_values, "help")
+    for field, kind, element in config_lib.fields(config_cls):
+        # The class that first declares the setting: a subclass that only
+        # changes a default (classify's --epochs) keeps it in its group.
+        owner = next(
+            c
+            for c in reversed(config_cls.__mro__)
+            if field.name in inspect.get_annotations(c)
+        )
+        groups.setdefault(owner, []).extend(
+            _flag_help(field, kind, element, flag_values[field.name].help)
+        )
+    for owner in sorted(groups, key=config_cls.__mro__.index):
+        heading = (owner.__doc__ or owner.__name__).strip().splitlines()[0]
+        lines += [heading, *groups[owner], ""]
+    lines.append("Flag files and help:")
+    lines += _flag_help_lines(full)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _flag_help_lines(full: bool) -> list[str]:
+    lines = [
+        "  --flagfile=PATH",
+        "      Read flags from this file (one per line, # comments); a later flag",
+        "      overrides it. Files of the installed flags/ folder are found by name.",
+        "  --help, --helpfull",
+        "      This help; --helpfull adds absl's debugging flags.",
+    ]
+    if full:
+        for name in ABSL_FLAGS_KEPT[1:]:
+            flag = flags.FLAGS._flags().get(name)  # noqa: SLF001
+            if flag is not None:
+                lines += _wrap(f"  --{name}", flag.help)
+    return lines
+
+
+def _wrap(head: str, text: str) -> list[str]:
+    return [head] + textwrap.wrap(
+        text, width=80, initial_indent="      ", subsequent_indent="      "
+    )
+
+
 def run_app(
     config_cls,
     job: Callable,
@@ -280,24 +485,29 @@ def run_app(
 ) -> None:
     """The absl app of a job: flags from `config_cls`, then `job(config)`.
 
-    Defines the flags on absl's global registry (only the app's own, so an
-    unknown flag is an error naming it), expands flag files, builds the
-    config and calls `job(config, log=print)`. `usage` (the app module's
-    docstring) heads --help when `__main__` has none, as in a console script.
+    Defines the flags on absl's global registry, expands flag files (one
+    of another app is refused), answers --help itself (the app's flags,
+    grouped), refuses any flag that is not the app's own or absl.app's
+    (TensorFlow's and absltest's test and TPU flags), builds the config and
+    calls `job(config, log=print)`.
     """
-    # absl's --help lists the flags of the module named by sys.argv[0], under
-    # the docstring of __main__.
     define_flags(config_cls, flags.FLAGS, sys.argv[0])
     main_module = sys.modules.get("__main__")
-    if usage and main_module is not None and not main_module.__doc__:
-        main_module.__doc__ = usage
+    usage = (main_module.__doc__ if main_module is not None else None) or usage
+    own = [field.name for field, _, _ in config_lib.fields(config_cls)]
 
     @exit_on_user_error
     def parse(argv):
+        expanded = expand_flagfiles(argv[1:], app=app_name)
+        full = _help_requested(expanded)
+        if full is not None:
+            print(help_text(config_cls, usage, full), end="")
+            sys.exit(0)
+        refuse_foreign_flags(expanded, own, app_name)
         try:
-            return flags.FLAGS([argv[0], *expand_flagfiles(argv[1:])])
+            return flags.FLAGS([argv[0], *expanded])
         except flags.Error as error:
-            raise _flag_error(error, app_name) from None
+            raise _flag_error(error, app_name, own) from None
 
     @exit_on_user_error
     def main(argv):

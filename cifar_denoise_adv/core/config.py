@@ -100,6 +100,24 @@ def _number(value) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
 
 
+def shown(value, field: dataclasses.Field | None = None) -> str:
+    """A setting's value as a user writes it: pixel budgets as `8/255`.
+
+    A value in pixel units (`unit=PIXEL` or `LP`) that is a whole number of
+    255ths is shown as that fraction; other numbers short (0.02, 1e-05).
+    """
+    unit = field.metadata.get("unit") if field is not None else None
+    if isinstance(value, float) and unit in (PIXEL, LP):
+        steps = value * 255
+        if steps > 0 and math.isclose(steps, round(steps), abs_tol=1e-6):
+            return f"{round(steps)}/255"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return _number(value)
+    return str(value)
+
+
 def _range_text(meta: dict) -> str:
     low, high = meta["low"], meta["high"]
     parts = []
