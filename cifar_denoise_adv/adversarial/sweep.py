@@ -112,8 +112,10 @@ def _sweep(config: UniversalConfig, inputs: dict, level: float, log) -> dict:
         "data_source": outputs.data_source(config.data_dir),
     }
     results = {"xi": list(xis), "norm": config.norm, "level": level}
+    every_run = []
     for method in METHODS:
         rows = [_sub_run(config, method, xi, identity, inputs, log) for xi in xis]
+        every_run += rows
         train_rates = [m["fooling_rate_train"] for m in rows]
         results[method] = {
             "train": train_rates,
@@ -127,6 +129,10 @@ def _sweep(config: UniversalConfig, inputs: dict, level: float, log) -> dict:
                 for split in ("train", "test")
             }
     results["images"] = dict(rows[0]["images"])  # the same for every run
+    # Each run's warnings, once each (a weak classifier warns in every run).
+    results["warnings"] = list(
+        dict.fromkeys(line for m in every_run for line in m.get("warnings", []))
+    )
     # Reused runs included: what the sweep cost, whichever invocation paid.
     results["compute_seconds"] = sum(sum(results[m]["seconds"]) for m in METHODS)
     _log_budgets(results, xis, level, log)

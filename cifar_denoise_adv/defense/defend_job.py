@@ -246,6 +246,10 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
         log,
     )
     sanity = checks.run_all(results, pipelines, config)
+    clean = results.find("classifier", evaluation.NONE, evaluation.Attack("clean"))
+    weak = classifier_lib.weak_classifier_warnings(
+        {"test images": (clean["accuracy"], clean["images"])}
+    )
     _figures(config, results, pipelines, examples)
     _write_per_image(config, results)
     record = outputs.write_record(
@@ -267,15 +271,18 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
             "rows": results.rows,
             "checks": sanity,
             "trustworthy": checks.trustworthy(sanity),
-            "warnings": checks.warnings(sanity),
+            "warnings": [f"WARNING: {line}." for line in weak]
+            + checks.warnings(sanity),
             "exported": exported,
             "compute_seconds": evaluate_seconds,
             "compute_cpu_seconds": cpu_seconds,
         },
         start,
     )
-    for line in record["warnings"] or ["all sanity checks passed"]:
+    for line in record["warnings"]:
         log(line)
+    if record["trustworthy"]:
+        log(f"all {len(sanity)} sanity checks passed")
     log(
         f"defend: {evaluate_seconds / 60:.1f} minutes of attacks and evaluation "
         f"({cpu_seconds / 60:.1f} CPU minutes)"

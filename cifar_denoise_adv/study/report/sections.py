@@ -304,6 +304,26 @@ def budget_gaps_text(gaps: dict) -> str:
     )
 
 
+def warnings_section(study: dict) -> list:
+    """Every step's warnings (its metrics.json's "warnings"), none left out."""
+    items = [
+        f"{name}: {line}"
+        for name, step in study["by_step"].items()
+        for line in step["metrics"].get("warnings") or []
+    ]
+    if not items:
+        return []
+    return [
+        ("h2", "Warnings"),
+        (
+            "p",
+            "What the steps warned about, as their logs and metrics.json say it; "
+            "the figures they concern are to be read with these in mind.",
+        ),
+        ("list", items),
+    ]
+
+
 def details_section(study: dict) -> list:
     """Runs, their times, data, libraries and machine."""
     steps = study["by_step"]
@@ -369,6 +389,7 @@ def blocks(study: dict) -> list:
         ("p", f"Study folder {study['study_dir']}, finished {study['finished']}."),
     ]
     document += headline(steps, study)
+    document += warnings_section(study)
     if "noise" in steps:
         document += noise_section(steps["noise"])
     if {"resnet", "plain"} & set(steps):
