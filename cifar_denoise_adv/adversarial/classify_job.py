@@ -145,6 +145,22 @@ class ClassifyConfig(training.TrainingConfig):
         if self.schedule == "cosine":
             super().validate()
 
+    def ignored(self) -> dict[str, str]:
+        found = {}
+        if self.schedule != "cosine":
+            found["warmup_epochs"] = (
+                f"--schedule={self.schedule} has its own warm-up (only "
+                "--schedule=cosine uses --warmup_epochs)"
+            )
+        if self.arch != "airbench":
+            found["depth"] = f"only --arch=airbench uses it, not --arch={self.arch}"
+        if self.arch != "resnet9":
+            found["dropout"] = f"only --arch=resnet9 uses it, not --arch={self.arch}"
+        if not self.augment:
+            for name in ("translate", "cutout", "cutmix"):
+                found[name] = "--noaugment turns training augmentation off"
+        return found
+
 
 def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dict:
     """Trains (or resumes) the classifier and evaluates it on the test set.

@@ -133,6 +133,7 @@ def _sweep(config: UniversalConfig, inputs: dict, level: float, log) -> dict:
     results["warnings"] = list(
         dict.fromkeys(line for m in every_run for line in m.get("warnings", []))
     )
+    results["ignored_settings"] = config_lib.ignored_notes(config)
     # Reused runs included: what the sweep cost, whichever invocation paid.
     results["compute_seconds"] = sum(sum(results[m]["seconds"]) for m in METHODS)
     _log_budgets(results, xis, level, log)
@@ -158,7 +159,14 @@ def _sub_run(config, method: str, xi: float, identity, inputs, log) -> dict:
         log(f"sweep: {method} at xi {xi * 255:.1f}/255: done before, reused")
         return metrics
     log(f"sweep: {method} at xi {xi * 255:.1f}/255")
-    return universal_job.run_on(sub_config, inputs, log)
+
+    def sub_log(line: str) -> None:
+        # A run of one method would name the other's settings as ignored;
+        # the sweep runs both, so it uses them all.
+        if not line.startswith("note: "):
+            log(line)
+
+    return universal_job.run_on(sub_config, inputs, sub_log)
 
 
 def _tensorboard(run_dir: str, results: dict) -> None:

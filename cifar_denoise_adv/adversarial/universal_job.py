@@ -38,6 +38,17 @@ FOOLING_DEFINITION = (
 )
 
 
+# The settings of one method only (see `UniversalConfig.ignored`).
+DEEPFOOL_SETTINGS = (
+    "delta",
+    "max_passes",
+    "overshoot",
+    "max_iter_deepfool",
+    "keep_best_pass",
+)
+SGD_SETTINGS = ("sgd_step_size", "sgd_epochs", "sgd_final_step_size")
+
+
 @dataclasses.dataclass(frozen=True)
 class UniversalConfig(classifier.AttackConfig):
     """The method, the budget and the data of a universal perturbation."""
@@ -108,6 +119,20 @@ class UniversalConfig(classifier.AttackConfig):
                 f"--sgd_final_step_size={final}: expected <= "
                 f"--sgd_step_size={self.sgd_step_size}."
             )
+
+    def ignored(self) -> dict[str, str]:
+        if self.sweep_xi:
+            return {
+                "method": "--sweep_xi runs both methods",
+                "xi": "--sweep_xi runs each of its budgets",
+            }
+        other, names = (
+            ("deepfool", DEEPFOOL_SETTINGS)
+            if self.method == "sgd"
+            else ("sgd", SGD_SETTINGS)
+        )
+        why = f"only --method={other} uses it, not --method={self.method}"
+        return {name: why for name in names}
 
     @property
     def p(self) -> float:
@@ -251,6 +276,14 @@ def load_inputs(config: UniversalConfig, log) -> dict:
         "train", data_dir, config.max_train_images or None
     )
     test_x, test_y = data.load_arrays("test", data_dir, config.max_test_images or None)
+    for line in (
+        data.clamped(
+            "max_train_images", config.max_train_images, len(train_x), "train"
+        ),
+        data.clamped("max_test_images", config.max_test_images, len(test_x), "test"),
+    ):
+        if line:
+            log(f"warning: {line}")
     return {
         "model": model,
         "tta": tta,

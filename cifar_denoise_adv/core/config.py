@@ -200,6 +200,34 @@ class Config:
     def validate(self) -> None:
         """Checks between fields; subclasses raise UserError naming the flags."""
 
+    def ignored(self) -> dict[str, str]:
+        """{setting: why} for the settings this config's mode does not use.
+
+        E.g. classify's --warmup_epochs under --schedule=triangle. Subclasses
+        say which; `ignored_notes` names those set away from their default.
+        """
+        return {}
+
+
+def ignored_notes(config: Config) -> list[str]:
+    """One line per setting the config ignores but that is not at its default.
+
+    A value left at its default says nothing; one that was changed (on the
+    command line, in a flag file, in Python) and then ignored is a silent
+    change unless it is named: "--warmup_epochs=5 is ignored: ...".
+    """
+    by_name = {field.name: field for field in dataclasses.fields(config)}
+    lines = []
+    for name, why in config.ignored().items():
+        field, value = by_name[name], getattr(config, name)
+        if value != field.default:
+            if isinstance(value, tuple):
+                shown_value = ",".join(shown(v, field) for v in value)
+            else:
+                shown_value = shown(value, field)
+            lines.append(f"--{name}={shown_value} is ignored: {why}")
+    return lines
+
 
 def fields(config_cls) -> list[tuple[dataclasses.Field, str, type]]:
     """(field, kind, element type) of each setting of a config class."""

@@ -210,8 +210,9 @@ def claim(
     Args:
       config: a resolved job config with `run_dir` and `overwrite`.
       app: the app's name, recorded with the settings.
-      log: receives the line said when a run.json of a dead run that made
-        nothing is taken over.
+      log: receives one line per setting the config ignores though it was
+        set (`config_lib.ignored_notes`), and the line said when a run.json
+        of a dead run that made nothing is taken over.
       same_settings: False for a job that checks what it reuses itself (the
         fooling-rate sweep, whose every (method, xi) run is a guarded run of
         its own): other settings are then allowed.
@@ -227,6 +228,8 @@ def claim(
         job that writes nothing is a bug).
     """
     with hold(config.run_dir) as run_dir:
+        for line in config_lib.ignored_notes(config):
+            log(f"note: {line}")
         previous = _earlier_run(run_dir, type(config))
         if previous is not None and previous.get("state") == "running":
             # We hold the lock: the process that wrote it is gone.

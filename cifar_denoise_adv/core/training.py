@@ -178,13 +178,25 @@ def start_run(config: TrainingConfig, log=lambda message: None) -> RunStart:
     images, labels = data.load_arrays(
         "train", data_dir, config.max_train_images or None
     )
+    test_set = data.load("test", data_dir)
+    for line in (
+        data.clamped("max_train_images", config.max_train_images, len(images), "train"),
+        data.clamped(
+            "max_test_images",
+            config.max_test_images,
+            int(test_set.cardinality()),
+            "test",
+        ),
+    ):
+        if line:
+            log(f"warning: {line}")
     train, validation = pipelines.validation_split(
         config.validation_images, len(images), config.seed
     )
     validation_set = None
     if len(validation):
         validation_set = pipelines.from_arrays(images[validation], labels[validation])
-    test_set = data.load("test", data_dir).take(config.max_test_images or -1)
+    test_set = test_set.take(config.max_test_images or -1)
     return RunStart(
         strategy=strategy,
         train_set=pipelines.from_arrays(images[train], labels[train]),

@@ -149,6 +149,13 @@ class DefendConfig(config_lib.RunConfig):
                 f"--universal_step_size={self.universal_step_size:g}."
             )
 
+    def ignored(self) -> dict[str, str]:
+        if self.randomised:
+            return {}
+        why = "--norandomised leaves the randomised defense out"
+        names = ("randomised_sigma", "eot_images", "eot_draws", "eval_draws")
+        return {name: why for name in names}
+
 
 def _sigmas(config: DefendConfig) -> dict:
     """The noisy row's and the randomised defense's sigma (0: none)."""
@@ -234,6 +241,9 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
         f"classifier test-time augmentation level {tta['used']} (exported: "
         f"{tta['exported']})"
     )
+    clamped = _clamped(config, pipelines, len(images), len(train_images))
+    for line in clamped:
+        log(f"warning: {line}")
     exported = _export(config, pipelines, images[:8])
     (results, examples), (evaluate_seconds, cpu_seconds) = evaluation.timed(
         table.evaluate,
@@ -271,7 +281,7 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
             "rows": results.rows,
             "checks": sanity,
             "trustworthy": checks.trustworthy(sanity),
-            "warnings": [f"WARNING: {line}." for line in weak]
+            "warnings": [f"WARNING: {line}." for line in clamped + weak]
             + checks.warnings(sanity),
             "exported": exported,
             "compute_seconds": evaluate_seconds,
@@ -288,6 +298,36 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
         f"({cpu_seconds / 60:.1f} CPU minutes)"
     )
     return record
+
+
+def _clamped(config, pipelines, test: int, train: int) -> list[str]:
+    """One line per count larger than the images there are to use."""
+    lines = []
+    for flag, wanted, found, split in (
+        ("num_images", config.num_images, test, "test"),
+        ("universal_train_images", config.universal_train_images, train, "training"),
+    ):
+        if wanted > found:
+            lines.append(
+                f"--{flag}={wanted}: the data has only {found} {split} images; all "
+                f"{found} are used"
+            )
+    for flag, random in (("adaptive_images", False), ("eot_images", True)):
+        wanted = getattr(config, flag)
+        if wanted > test and any(p.random == random and p.denoiser for p in pipelines):
+            lines.append(
+                f"--{flag}={wanted}: more than the {test} test images used; the "
+                f"rows it counts run on all {test}"
+            )
+    counts = {p.name: table.adaptive_count(config, p, test) for p in pipelines}
+    fewer = {name: n for name, n in counts.items() if n < config.square_images}
+    if fewer:
+        lines.append(
+            f"--square_images={config.square_images}: a pipeline's gradient-free "
+            "rows run on at most the images of its adaptive rows: "
+            + ", ".join(f"{name} {n}" for name, n in fewer.items())
+        )
+    return lines
 
 
 def _describe(pipeline: evaluation.Pipeline, sigmas: dict, tta: dict) -> str:

@@ -181,6 +181,11 @@ def _all_draws(config: NoiseConfig, log) -> tuple[dict, dict]:
             f"{split}: {len(labels[split])} images, noise seed "
             f"{split_seed(config.seed, split)}"
         )
+        line = data.clamped(
+            f"max_{split}_images", limits[split], len(labels[split]), split
+        )
+        if line:
+            log(f"warning: {line}")
     return draws, labels
 
 

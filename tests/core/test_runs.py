@@ -286,3 +286,22 @@ def test_a_second_process_is_refused_while_the_first_holds_the_folder(tmp_path):
     # The OS released the lock with the process: the folder is free again.
     _finish(_config(tmp_path))
     assert _record(tmp_path)["state"] == "done"
+
+
+def test_a_changed_setting_the_run_ignores_is_logged_and_recorded(tmp_path):
+    import time
+
+    from cifar_denoise_adv.adversarial.classify_job import ClassifyConfig
+
+    config = ClassifyConfig(run_dir=str(tmp_path), epochs=2, warmup_epochs=5)
+    logged = []
+    with runs.claim(config, "classify", logged.append) as held:
+        held.begin()
+        outputs.write_record(config, "classify", {"test_accuracy": 0.5}, time.time())
+    line = (
+        "--warmup_epochs=5 is ignored: --schedule=triangle has its own warm-up "
+        "(only --schedule=cosine uses --warmup_epochs)"
+    )
+    assert logged == [f"note: {line}"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["ignored_settings"] == [line]

@@ -263,3 +263,28 @@ def test_every_check_on_a_pipeline_at_chance_is_vacuous():
         assert "right on only 10.0% of the 10 images" in check["detail"]
     assert all(" is vacuous for denoised" in w for w in checks.warnings(found))
     assert len(checks.warnings(found)) == 4 and not checks.trustworthy(found)
+
+
+def test_counts_larger_than_the_images_are_named_one_line_each():
+    pipelines = [
+        evaluation.Pipeline("classifier", None),
+        evaluation.Pipeline("denoised", None, False, "d"),
+        evaluation.Pipeline("randomised", None, True, "d"),
+    ]
+    config = _config(
+        num_images=5000,
+        adaptive_images=900,
+        eot_images=4,
+        square_images=8,
+        universal_train_images=2000,
+    )
+    assert defend_job._clamped(config, pipelines, 768, 1000) == [
+        "--num_images=5000: the data has only 768 test images; all 768 are used",
+        "--universal_train_images=2000: the data has only 1000 training images; "
+        "all 1000 are used",
+        "--adaptive_images=900: more than the 768 test images used; the rows it "
+        "counts run on all 768",
+        "--square_images=8: a pipeline's gradient-free rows run on at most the "
+        "images of its adaptive rows: randomised 4",
+    ]
+    assert defend_job._clamped(_config(num_images=8), pipelines, 8, 2000) == []
