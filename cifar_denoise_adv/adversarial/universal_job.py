@@ -264,7 +264,8 @@ def load_inputs(config: UniversalConfig, log) -> dict:
     """The attacked classifier and the images, read and checked.
 
     Returns:
-      {"model", "tta", "train_x", "train_y", "test_x", "test_y"}.
+      {"model", "tta", "train_x", "train_y", "test_x", "test_y", "warnings"}
+      (the counts larger than the data, already logged).
 
     Raises:
       UserError: one line, for a --classifier that is not a CIFAR-10
@@ -276,15 +277,22 @@ def load_inputs(config: UniversalConfig, log) -> dict:
         "train", data_dir, config.max_train_images or None
     )
     test_x, test_y = data.load_arrays("test", data_dir, config.max_test_images or None)
-    for line in (
-        data.clamped(
-            "max_train_images", config.max_train_images, len(train_x), "train"
-        ),
-        data.clamped("max_test_images", config.max_test_images, len(test_x), "test"),
-    ):
-        if line:
-            log(f"warning: {line}")
+    clamped = [
+        line
+        for line in (
+            data.clamped(
+                "max_train_images", config.max_train_images, len(train_x), "train"
+            ),
+            data.clamped(
+                "max_test_images", config.max_test_images, len(test_x), "test"
+            ),
+        )
+        if line
+    ]
+    for line in clamped:
+        log(f"warning: {line}")
     return {
+        "warnings": clamped,
         "model": model,
         "tta": tta,
         "train_x": train_x,
@@ -313,6 +321,7 @@ def _one_perturbation(config: UniversalConfig, inputs: dict, start, log) -> dict
     accuracy, warnings = _clean_accuracy(config, model, train_x, train_y, test_y, clean)
     for warning in warnings:
         log(f"warning: {warning}")
+    warnings = inputs.get("warnings", []) + warnings  # logged when loaded
     flows = baselines.fooled_flows(clean, perturbed)
     _figures(config, v, flows, test_x, test_y, clean, perturbed)
     _tensorboard(tb, config, v, rates, history["passes"], test_x, clean, perturbed)

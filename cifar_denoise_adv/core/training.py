@@ -189,7 +189,7 @@ def start_run(config: TrainingConfig, log=lambda message: None) -> RunStart:
         ),
     ):
         if line:
-            log(f"warning: {line}")
+            log(f"note: {line}")
     train, validation = pipelines.validation_split(
         config.validation_images, len(images), config.seed
     )
