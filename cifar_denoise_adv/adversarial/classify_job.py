@@ -146,16 +146,12 @@ class ClassifyConfig(training.TrainingConfig):
             super().validate()
 
     def ignored(self) -> dict[str, str]:
-        found = {}
+        found = super().ignored()  # --depth and --dropout by --arch
         if self.schedule != "cosine":
             found["warmup_epochs"] = (
                 f"--schedule={self.schedule} has its own warm-up (only "
                 "--schedule=cosine uses --warmup_epochs)"
             )
-        if self.arch != "airbench":
-            found["depth"] = f"only --arch=airbench uses it, not --arch={self.arch}"
-        if self.arch != "resnet9":
-            found["dropout"] = f"only --arch=resnet9 uses it, not --arch={self.arch}"
         if not self.augment:
             for name in ("translate", "cutout", "cutmix"):
                 found[name] = "--noaugment turns training augmentation off"

@@ -74,10 +74,7 @@ class TargetedConfig(classifier.AttackConfig):
             )
 
     def ignored(self) -> dict[str, str]:
-        found = {}
-        if self.attack == "fgsm":
-            for name in ("step_size", "num_steps", "random_start"):
-                found[name] = "--attack=fgsm takes one step of --epsilon"
+        found = super().ignored()  # the "Iterative:" settings under --attack=fgsm
         if self.indices:
             found["num_images"] = "--indices names the images to attack"
         return found

@@ -38,17 +38,6 @@ FOOLING_DEFINITION = (
 )
 
 
-# The settings of one method only (see `UniversalConfig.ignored`).
-DEEPFOOL_SETTINGS = (
-    "delta",
-    "max_passes",
-    "overshoot",
-    "max_iter_deepfool",
-    "keep_best_pass",
-)
-SGD_SETTINGS = ("sgd_step_size", "sgd_epochs", "sgd_final_step_size")
-
-
 @dataclasses.dataclass(frozen=True)
 class UniversalConfig(classifier.AttackConfig):
     """The method, the budget and the data of a universal perturbation."""
@@ -121,18 +110,9 @@ class UniversalConfig(classifier.AttackConfig):
             )
 
     def ignored(self) -> dict[str, str]:
-        if self.sweep_xi:
-            return {
-                "method": "--sweep_xi runs both methods",
-                "xi": "--sweep_xi runs each of its budgets",
-            }
-        other, names = (
-            ("deepfool", DEEPFOOL_SETTINGS)
-            if self.method == "sgd"
-            else ("sgd", SGD_SETTINGS)
-        )
-        why = f"only --method={other} uses it, not --method={self.method}"
-        return {name: why for name in names}
+        if not self.sweep_xi:
+            return super().ignored()
+        return dict.fromkeys(("method", "xi"), "--sweep_xi runs both at each budget")
 
     @property
     def p(self) -> float:
@@ -264,8 +244,7 @@ def load_inputs(config: UniversalConfig, log) -> dict:
     """The attacked classifier and the images, read and checked.
 
     Returns:
-      {"model", "tta", "train_x", "train_y", "test_x", "test_y", "warnings"}
-      (the counts larger than the data, already logged).
+      {"model", "tta", "train_x", "train_y", "test_x", "test_y"}.
 
     Raises:
       UserError: one line, for a --classifier that is not a CIFAR-10
@@ -277,22 +256,9 @@ def load_inputs(config: UniversalConfig, log) -> dict:
         "train", data_dir, config.max_train_images or None
     )
     test_x, test_y = data.load_arrays("test", data_dir, config.max_test_images or None)
-    clamped = [
-        line
-        for line in (
-            data.clamped(
-                "max_train_images", config.max_train_images, len(train_x), "train"
-            ),
-            data.clamped(
-                "max_test_images", config.max_test_images, len(test_x), "test"
-            ),
-        )
-        if line
-    ]
-    for line in clamped:
-        log(f"warning: {line}")
+    counts = {"max_train_images": len(train_x), "max_test_images": len(test_x)}
+    config_lib.log_clamped(config, counts, log)
     return {
-        "warnings": clamped,
         "model": model,
         "tta": tta,
         "train_x": train_x,
@@ -321,7 +287,6 @@ def _one_perturbation(config: UniversalConfig, inputs: dict, start, log) -> dict
     accuracy, warnings = _clean_accuracy(config, model, train_x, train_y, test_y, clean)
     for warning in warnings:
         log(f"warning: {warning}")
-    warnings = inputs.get("warnings", []) + warnings  # logged when loaded
     flows = baselines.fooled_flows(clean, perturbed)
     _figures(config, v, flows, test_x, test_y, clean, perturbed)
     _tensorboard(tb, config, v, rates, history["passes"], test_x, clean, perturbed)

@@ -203,10 +203,47 @@ class Config:
     def ignored(self) -> dict[str, str]:
         """{setting: why} for the settings this config's mode does not use.
 
-        E.g. classify's --warmup_epochs under --schedule=triangle. Subclasses
-        say which; `ignored_notes` names those set away from their default.
+        A setting whose help begins with one choice of another setting
+        ("deepfool: ..." beside --method=deepfool|sgd, "resnet9: ..." beside
+        --arch) serves that choice only; subclasses add the rest (classify's
+        --warmup_epochs under --schedule=triangle). `ignored_notes` names
+        those set away from their default.
         """
-        return {}
+        found = {}
+        for mode in dataclasses.fields(self):
+            value = getattr(self, mode.name)
+            for choice in mode.metadata.get("choices") or ():
+                for field in dataclasses.fields(self):
+                    serves = field.metadata.get("help", "").lower()
+                    if choice and choice != value and serves.startswith(f"{choice}:"):
+                        found[field.name] = (
+                            f"only --{mode.name}={choice} uses it, not "
+                            f"--{mode.name}={value}"
+                        )
+        return found
+
+
+def log_clamped(config: Config, counts: dict[str, int], log) -> None:
+    """Logs "note: ..." for each --max_<split>_images above {flag: images found}."""
+    for flag, found in counts.items():
+        wanted = getattr(config, flag)
+        line = clamped(flag, wanted, found, flag.split("_")[1])
+        if line:
+            log(f"note: {line}")
+
+
+def clamped(flag: str, wanted: int, found: int, split: str) -> str | None:
+    """The line naming a count larger than the images there are, or None.
+
+    E.g. "--max_test_images=5000: the data has only 768 test images; all 768
+    are used". `wanted` 0 means all; `found` < 0 means unknown.
+    """
+    if not wanted or found < 0 or wanted <= found:
+        return None
+    return (
+        f"--{flag}={wanted}: the data has only {found} {split} images; all {found} "
+        "are used"
+    )
 
 
 def ignored_notes(config: Config) -> list[str]:

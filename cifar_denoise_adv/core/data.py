@@ -368,20 +368,6 @@ def load(split: str, data_dir: str | None = None) -> tf.data.Dataset:
     return load_tfds(split)
 
 
-def clamped(flag: str, wanted: int, found: int, split: str) -> str | None:
-    """The line naming a count larger than the images there are, or None.
-
-    E.g. "--max_test_images=5000: the data has only 768 test images; all 768
-    are used". `wanted` 0 means all; `found` < 0 means unknown.
-    """
-    if not wanted or found < 0 or wanted <= found:
-        return None
-    return (
-        f"--{flag}={wanted}: the data has only {found} {split} images; all {found} "
-        "are used"
-    )
-
-
 def load_arrays(
     split: str, data_dir: str | None = None, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -179,17 +179,9 @@ def start_run(config: TrainingConfig, log=lambda message: None) -> RunStart:
         "train", data_dir, config.max_train_images or None
     )
     test_set = data.load("test", data_dir)
-    for line in (
-        data.clamped("max_train_images", config.max_train_images, len(images), "train"),
-        data.clamped(
-            "max_test_images",
-            config.max_test_images,
-            int(test_set.cardinality()),
-            "test",
-        ),
-    ):
-        if line:
-            log(f"note: {line}")
+    found = {"max_train_images": len(images), "max_test_images": -1}
+    found["max_test_images"] = int(test_set.cardinality())  # -1 when unknown
+    config_lib.log_clamped(config, found, log)
     train, validation = pipelines.validation_split(
         config.validation_images, len(images), config.seed
     )

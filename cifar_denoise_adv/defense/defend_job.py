@@ -241,7 +241,7 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
         f"classifier test-time augmentation level {tta['used']} (exported: "
         f"{tta['exported']})"
     )
-    clamped = _clamped(config, pipelines, len(images), len(train_images))
+    clamped = table.clamped(config, pipelines, len(images), len(train_images))
     for line in clamped:
         log(f"warning: {line}")
     exported = _export(config, pipelines, images[:8])
@@ -298,36 +298,6 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
         f"({cpu_seconds / 60:.1f} CPU minutes)"
     )
     return record
-
-
-def _clamped(config, pipelines, test: int, train: int) -> list[str]:
-    """One line per count larger than the images there are to use."""
-    lines = []
-    for flag, wanted, found, split in (
-        ("num_images", config.num_images, test, "test"),
-        ("universal_train_images", config.universal_train_images, train, "training"),
-    ):
-        if wanted > found:
-            lines.append(
-                f"--{flag}={wanted}: the data has only {found} {split} images; all "
-                f"{found} are used"
-            )
-    for flag, random in (("adaptive_images", False), ("eot_images", True)):
-        wanted = getattr(config, flag)
-        if wanted > test and any(p.random == random and p.denoiser for p in pipelines):
-            lines.append(
-                f"--{flag}={wanted}: more than the {test} test images used; the "
-                f"rows it counts run on all {test}"
-            )
-    counts = {p.name: table.adaptive_count(config, p, test) for p in pipelines}
-    fewer = {name: n for name, n in counts.items() if n < config.square_images}
-    if fewer:
-        lines.append(
-            f"--square_images={config.square_images}: a pipeline's gradient-free "
-            "rows run on at most the images of its adaptive rows: "
-            + ", ".join(f"{name} {n}" for name, n in fewer.items())
-        )
-    return lines
 
 
 def _describe(pipeline: evaluation.Pipeline, sigmas: dict, tta: dict) -> str:

@@ -225,7 +225,7 @@ def _measure_and_write(config, draws, labels, sigmas, start, log) -> dict:
 def _clamped(config: NoiseConfig, labels: dict) -> list[str]:
     """A line per --max_*_images larger than its split (logged when loaded)."""
     lines = (
-        data.clamped(
+        config_lib.clamped(
             f"max_{split}_images",
             getattr(config, f"max_{split}_images"),
             len(labels[split]),

@@ -9,6 +9,7 @@ from absl import flags
 from cifar_denoise_adv import denoise
 from cifar_denoise_adv import noise
 from cifar_denoise_adv.core import apps
+from cifar_denoise_adv.core import flag_help
 from cifar_denoise_adv.core.errors import UserError
 
 FLAG_DIR = pathlib.Path(__file__).resolve().parents[2] / "flags"
@@ -106,16 +107,18 @@ def test_tensorflows_and_absltests_flags_are_refused_naming_their_module():
 
     own = ["sigma", "run_dir"]
     with pytest.raises(UserError) as error:
-        apps.refuse_foreign_flags(["--sigma=0.1", "--test_tmpdir=/x"], own, "noise")
+        flag_help.refuse_foreign_flags(
+            ["--sigma=0.1", "--test_tmpdir=/x"], own, "noise"
+        )
     assert str(error.value) == (
         "--test_tmpdir: not a flag of the noise app but one of "
         "absl.testing.absltest, which the apps do not use (see --help)."
     )
     with pytest.raises(UserError, match="^--nohbm_oom_exit: .*tpu"):
-        apps.refuse_foreign_flags(["--nohbm_oom_exit"], own, "noise")
+        flag_help.refuse_foreign_flags(["--nohbm_oom_exit"], own, "noise")
     # The app's own flags, a value given as the next argument, and absl.app's
     # debugging flags pass.
-    apps.refuse_foreign_flags(
+    flag_help.refuse_foreign_flags(
         ["--sigma", "-1", "--run_dir=x", "--run_with_pdb", "--", "--x"], own, "noise"
     )
 

@@ -72,8 +72,9 @@ def test_a_setting_the_mode_ignores_is_named_when_it_was_changed():
     ]
     fgsm = TargetedConfig(attack="fgsm", num_steps=3, step_size=2 / 255)
     assert config_lib.ignored_notes(fgsm) == [
-        "--step_size=2/255 is ignored: --attack=fgsm takes one step of --epsilon",
-        "--num_steps=3 is ignored: --attack=fgsm takes one step of --epsilon",
+        "--step_size=2/255 is ignored: only --attack=iterative uses it, not "
+        "--attack=fgsm",
+        "--num_steps=3 is ignored: only --attack=iterative uses it, not --attack=fgsm",
     ]
     assert config_lib.ignored_notes(TargetedConfig(indices=(1, 2), num_images=9)) == [
         "--num_images=9 is ignored: --indices names the images to attack"
@@ -84,7 +85,7 @@ def test_a_setting_the_mode_ignores_is_named_when_it_was_changed():
     ]
     sweep = UniversalConfig(method="deepfool", sweep_xi=(2 / 255,))
     assert config_lib.ignored_notes(sweep) == [
-        "--method=deepfool is ignored: --sweep_xi runs both methods"
+        "--method=deepfool is ignored: --sweep_xi runs both at each budget"
     ]
     plain = DefendConfig(randomised=False, eot_draws=4)
     assert config_lib.ignored_notes(plain) == [
@@ -101,3 +102,20 @@ def test_targets_without_the_given_mode_are_refused():
         "--targets: used only with --target_mode=given, not --target_mode=random; "
         "add --target_mode=given or drop --targets."
     )
+
+
+def test_a_count_larger_than_the_split_is_named_in_one_line():
+    assert config_lib.clamped("max_test_images", 5000, 768, "test") == (
+        "--max_test_images=5000: the data has only 768 test images; all 768 are used"
+    )
+    assert config_lib.clamped("max_test_images", 0, 768, "test") is None  # 0: all
+    assert config_lib.clamped("max_test_images", 768, 768, "test") is None
+    assert config_lib.clamped("max_test_images", 9, -1, "test") is None  # unknown
+    logged = []
+    config = NoiseConfig(max_train_images=9000, max_test_images=10)
+    found = {"max_train_images": 5085, "max_test_images": 768}
+    config_lib.log_clamped(config, found, logged.append)
+    assert logged == [
+        "note: --max_train_images=9000: the data has only 5085 train images; all "
+        "5085 are used"
+    ]

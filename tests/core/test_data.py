@@ -178,12 +178,3 @@ def test_an_oversized_batch_file_is_refused_before_it_is_read(tmp_path, monkeypa
 def test_the_size_limit_admits_the_official_batch_files():
     # data_batch_1..5 of the official python archive are 31,035,704 bytes.
     assert data.MAX_BATCH_BYTES >= 2 * 31_035_704
-
-
-def test_a_count_larger_than_the_split_is_named_in_one_line():
-    assert data.clamped("max_test_images", 5000, 768, "test") == (
-        "--max_test_images=5000: the data has only 768 test images; all 768 are used"
-    )
-    assert data.clamped("max_test_images", 0, 768, "test") is None  # 0: all
-    assert data.clamped("max_test_images", 768, 768, "test") is None
-    assert data.clamped("max_test_images", 9, -2, "test") is None  # unknown size

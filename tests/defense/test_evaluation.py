@@ -278,7 +278,7 @@ def test_counts_larger_than_the_images_are_named_one_line_each():
         square_images=8,
         universal_train_images=2000,
     )
-    assert defend_job._clamped(config, pipelines, 768, 1000) == [
+    assert table.clamped(config, pipelines, 768, 1000) == [
         "--num_images=5000: the data has only 768 test images; all 768 are used",
         "--universal_train_images=2000: the data has only 1000 training images; "
         "all 1000 are used",
@@ -287,4 +287,4 @@ def test_counts_larger_than_the_images_are_named_one_line_each():
         "--square_images=8: a pipeline's gradient-free rows run on at most the "
         "images of its adaptive rows: randomised 4",
     ]
-    assert defend_job._clamped(_config(num_images=8), pipelines, 8, 2000) == []
+    assert table.clamped(_config(num_images=8), pipelines, 8, 2000) == []

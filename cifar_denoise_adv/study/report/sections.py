@@ -311,17 +311,7 @@ def warnings_section(study: dict) -> list:
         for name, step in study["by_step"].items()
         for line in step["metrics"].get("warnings") or []
     ]
-    if not items:
-        return []
-    return [
-        ("h2", "Warnings"),
-        (
-            "p",
-            "What the steps warned about, as their logs and metrics.json say it; "
-            "the figures they concern are to be read with these in mind.",
-        ),
-        ("list", items),
-    ]
+    return [("h2", "Warnings"), ("list", items)] if items else []
 
 
 def details_section(study: dict) -> list:
