@@ -1,4 +1,4 @@
-"""The `compare` app: two or more denoising runs side by side.
+r"""The `compare` app: two or more denoising runs side by side.
 
 Usage:
   python -m cifar_denoise_adv.compare --runs=runs/plain,runs/resnet \

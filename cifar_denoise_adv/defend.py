@@ -1,4 +1,4 @@
-"""The `defend` app: the trained denoiser as a defense in front of the classifier.
+r"""The `defend` app: the trained denoiser as a defense in front of the classifier.
 
 Usage:
   python -m cifar_denoise_adv.defend --flagfile=flags/defend.cfg \

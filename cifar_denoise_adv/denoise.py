@@ -1,4 +1,4 @@
-"""The `denoise` app: trains a ResNet (or plain) denoiser and evaluates it.
+r"""The `denoise` app: trains a ResNet (or plain) denoiser and evaluates it.
 
 Usage:
   python -m cifar_denoise_adv.denoise --flagfile=flags/resnet.cfg \

@@ -1,4 +1,4 @@
-"""The `denoise_image` app: applies a trained denoiser to your own images.
+r"""The `denoise_image` app: applies a trained denoiser to your own images.
 
 Usage:
   python -m cifar_denoise_adv.denoise_image --model=runs/resnet \

@@ -1,4 +1,4 @@
-"""The `noise` app: which sigma gives a target PSNR, and the noisy CIFAR-10 sets.
+r"""The `noise` app: which sigma gives a target PSNR, and the noisy CIFAR-10 sets.
 
 Usage:
   python -m cifar_denoise_adv.noise --flagfile=flags/noise.cfg \

@@ -1,4 +1,4 @@
-"""The `targeted` app: targeted adversarial examples against a classifier.
+r"""The `targeted` app: targeted adversarial examples against a classifier.
 
 Usage:
   python -m cifar_denoise_adv.targeted --flagfile=flags/fgsm.cfg \

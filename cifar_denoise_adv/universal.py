@@ -1,4 +1,4 @@
-"""The `universal` app: a universal adversarial perturbation for a classifier.
+r"""The `universal` app: a universal adversarial perturbation for a classifier.
 
 Usage:
   python -m cifar_denoise_adv.universal --flagfile=flags/universal.cfg \

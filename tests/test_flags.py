@@ -215,6 +215,24 @@ def test_a_flag_of_another_app_is_refused_naming_it(app, flag):
         app.parse(["prog", flag])
 
 
+def test_a_test_flag_of_absl_ends_in_one_line_not_a_silent_run(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "cifar_denoise_adv.noise", "--test_tmpdir=/x"]
+        + [f"--run_dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        cwd=FLAG_DIR.parent,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --test_tmpdir: not a flag of the noise app but one of "
+        "absl.testing.absltest, which the apps do not use (see --help)."
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_missing_flag_file_is_named():
     with pytest.raises(UserError, match="no such flag file"):
         noise.APP.parse(["prog", "--flagfile=no_such_file.cfg"])

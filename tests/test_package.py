@@ -127,6 +127,9 @@ def test_the_readmes_python_example_runs(tmp_path):
 def test_an_app_prints_no_tensorflow_startup_lines(tmp_path):
     result = _python(["-m", "cifar_denoise_adv.noise", "--help"], cwd=tmp_path)
     assert "--target_psnr" in result.stdout, result.stderr[-3000:]
+    # Our grouped help, not absl's: no file path header, no test/TPU flags.
+    assert result.stdout.startswith("The `noise` app: ")
+    assert "noise.py:" not in result.stdout and "test_tmpdir" not in result.stdout
     printed = result.stdout + result.stderr
     assert not [marker for marker in STARTUP_MARKERS if marker in printed], printed
 

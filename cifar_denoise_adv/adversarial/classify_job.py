@@ -145,6 +145,18 @@ class ClassifyConfig(training.TrainingConfig):
         if self.schedule == "cosine":
             super().validate()
 
+    def ignored(self) -> dict[str, str]:
+        found = super().ignored()  # --depth and --dropout by --arch
+        if self.schedule != "cosine":
+            found["warmup_epochs"] = (
+                f"--schedule={self.schedule} has its own warm-up (only "
+                "--schedule=cosine uses --warmup_epochs)"
+            )
+        if not self.augment:
+            for name in ("translate", "cutout", "cutmix"):
+                found[name] = "--noaugment turns training augmentation off"
+        return found
+
 
 def run(config: ClassifyConfig, log=lambda message: None, verbose="auto") -> dict:
     """Trains (or resumes) the classifier and evaluates it on the test set.

@@ -170,11 +170,13 @@ def _sweep(config: SweepConfig, inputs: dict, level: float, log) -> dict:
     results = {"xi": list(xis), "norm": config.norm, "level": level}
     results["precision"] = inputs["precision"].record()
     timing = _Timing(len(xis), log)
+    every_run = []
     for method in METHODS:
         rows = [
             timing.run(method, _sub_run, config, method, xi, identity, inputs, log)
             for xi in xis
         ]
+        every_run += rows
         train_rates = [m["fooling_rate_train"] for m in rows]
         results[method] = {
             "train": train_rates,
@@ -188,6 +190,11 @@ def _sweep(config: SweepConfig, inputs: dict, level: float, log) -> dict:
                 for split in ("train", "test")
             }
     results["images"] = dict(rows[0]["images"])  # the same for every run
+    # Each run's warnings, once each (a weak classifier warns in every run).
+    results["warnings"] = list(
+        dict.fromkeys(line for m in every_run for line in m.get("warnings", []))
+    )
+    results["ignored_settings"] = config_lib.ignored_notes(config)
     # Reused runs included: what the sweep cost, whichever invocation paid.
     results["compute_seconds"] = sum(sum(results[m]["seconds"]) for m in METHODS)
     _log_budgets(results, xis, level, log)
@@ -252,7 +259,14 @@ def _sub_run(config, method: str, xi: float, identity, inputs, log) -> dict:
         log(f"sweep: {method} at xi {xi * 255:.1f}/255: done before, reused")
         return metrics
     log(f"sweep: {method} at xi {xi * 255:.1f}/255")
-    return {**universal_job.run_on(sub_config, inputs, log), "_computed": True}
+
+    def sub_log(line: str) -> None:
+        # A run of one method would name the other's settings as ignored;
+        # the sweep runs both, so it uses them all.
+        if not line.startswith("note: "):
+            log(line)
+
+    return {**universal_job.run_on(sub_config, inputs, sub_log), "_computed": True}
 
 
 def _tensorboard(run_dir: str, results: dict) -> None:

@@ -77,6 +77,19 @@ class TargetedConfig(classifier.AttackConfig):
     def validate(self):
         if self.target_mode == "given" and not self.targets:
             raise UserError("--target_mode=given needs --targets (class ids).")
+        # Targets that would silently be replaced by others: refused.
+        if self.targets and self.target_mode != "given":
+            raise UserError(
+                f"--targets: used only with --target_mode=given, not "
+                f"--target_mode={self.target_mode}; add --target_mode=given or "
+                "drop --targets."
+            )
+
+    def ignored(self) -> dict[str, str]:
+        found = super().ignored()  # the "Iterative:" settings under --attack=fgsm
+        if self.indices:
+            found["num_images"] = "--indices names the images to attack"
+        return found
 
 
 def settings(config: TargetedConfig) -> dict:
@@ -205,7 +218,8 @@ def _choose(config: TargetedConfig, model, log) -> dict:
         "chosen": float(np.mean(logits.argmax(1) == labels)),
         "all_test": float(np.mean(all_logits.argmax(1) == all_labels)),
     }
-    warnings = classifier.weak_classifier_warnings(
+    warnings = _clamped(config, len(indices), len(all_labels))
+    warnings += classifier.weak_classifier_warnings(
         {
             "test images attacked": (accuracy["chosen"], len(labels)),
             "test images": (accuracy["all_test"], len(all_labels)),
@@ -222,6 +236,17 @@ def _choose(config: TargetedConfig, model, log) -> dict:
         "accuracy": accuracy,
         "warnings": warnings,
     }
+
+
+def _clamped(config: TargetedConfig, chosen: int, available: int) -> list[str]:
+    """The line that says why fewer than --num_images images are attacked."""
+    if config.indices or chosen >= config.num_images:
+        return []
+    return [
+        f"--num_images={config.num_images}: only {chosen} of the {available} test "
+        "images are classified correctly (the only ones a targeted attack is "
+        f"measured on), so {chosen} are attacked"
+    ]
 
 
 def _attack_and_record(config, model, loaded, chosen, start, log) -> dict:

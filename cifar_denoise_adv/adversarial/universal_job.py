@@ -105,6 +105,11 @@ class UniversalConfig(classifier.AttackConfig):
                 f"--sgd_step_size={self.sgd_step_size}."
             )
 
+    def ignored(self) -> dict[str, str]:
+        if not self.sweep_xi:
+            return super().ignored()
+        return dict.fromkeys(("method", "xi"), "--sweep_xi runs both at each budget")
+
     @property
     def p(self) -> float:
         """The lp norm as a number (2 or inf)."""
@@ -229,6 +234,8 @@ def load_inputs(config: UniversalConfig, log) -> dict:
         "train", data_dir, config.max_train_images or None
     )
     test_x, test_y = data.load_arrays("test", data_dir, config.max_test_images or None)
+    counts = {"max_train_images": len(train_x), "max_test_images": len(test_x)}
+    config_lib.log_clamped(config, counts, log)
     return {
         "model": model,
         "tta": tta,

@@ -27,6 +27,7 @@ from absl import app
 from absl import flags
 
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import flag_help
 from cifar_denoise_adv.core.errors import UserError
 
 FLAG_DIR_ENV = "CIFAR_DENOISE_ADV_FLAGS"
@@ -56,7 +57,8 @@ def define_flags(config_cls, flag_values: flags.FlagValues, module_name: str) ->
         meta = field.metadata
         help_text = meta["help"]
         if meta["choices"]:
-            help_text += f" One of: {', '.join(meta['choices'])}."
+            shown = (choice or '""' for choice in meta["choices"])
+            help_text += f" One of: {', '.join(shown)}."
         if meta["unit"] == config_lib.PIXEL:
             help_text += " [0, 1] pixel units; a/b fractions allowed (10/255)."
         elif meta["unit"] == config_lib.LP:
@@ -145,21 +147,55 @@ def find_flagfile(path: str, relative_to: str | None = None) -> str:
 
 
 def expand_flagfiles(
-    argv: Sequence[str], relative_to: str | None = None, _seen: tuple = ()
+    argv: Sequence[str],
+    relative_to: str | None = None,
+    _seen: tuple = (),
+    *,
+    app: str | None = None,
 ) -> list[str]:
-    """Argv with every --flagfile replaced by the file's flags, recursively."""
+    """Argv with every --flagfile replaced by the file's flags, recursively.
+
+    Args:
+      argv: the arguments (no program name).
+      relative_to: the folder of the flag file that holds `argv`, if any.
+      app: the app the flags are for: a flag file whose first line names
+        another app (`# app: denoise.`) is refused, naming the file.
+    """
     expanded = []
     for arg in argv:
         if arg.startswith(("--flagfile=", "-flagfile=")):
             path = find_flagfile(arg.split("=", 1)[1], relative_to)
             if path in _seen:
                 raise UserError(f"--flagfile={path}: includes itself.")
+            _check_flagfile_app(path, app)
             expanded += expand_flagfiles(
-                _read_flagfile(path), os.path.dirname(path), (*_seen, path)
+                _read_flagfile(path), os.path.dirname(path), (*_seen, path), app=app
             )
         else:
             expanded.append(arg)
     return expanded
+
+
+def flagfile_app(path: str) -> str | None:
+    """The app a flag file names on its first line (`# app: NAME.`), if any."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return None  # _read_flagfile says what is wrong with it
+    if not first.startswith("# app: "):
+        return None
+    return first[len("# app: ") :].split(".")[0].split()[0] or None
+
+
+def _check_flagfile_app(path: str, app: str | None) -> None:
+    other = flagfile_app(path)
+    if app is not None and other is not None and other != app:
+        raise UserError(
+            f"--flagfile={path}: a flag file of the {other} app (its first line "
+            f"says so), not of the {app} app; run it with python -m "
+            f"cifar_denoise_adv.{other}."
+        )
 
 
 def _read_flagfile(path: str) -> list[str]:
@@ -175,39 +211,43 @@ def _read_flagfile(path: str) -> list[str]:
     ]
 
 
-def _flag_error(error: flags.Error, app_name: str) -> UserError:
+def _flag_error(error: flags.Error, app_name: str, own: Sequence[str]) -> UserError:
     message = str(error).splitlines()[0]
     if isinstance(error, flags.UnrecognizedFlagError):
         name = getattr(error, "flagname", "") or message
-        return UserError(
-            f"--{name}: not a flag of the {app_name} app (see --helpfull)."
-        )
+        return UserError(flag_help.unknown_flag_message(name, own, app_name))
     return UserError(message)
 
 
-def parse_args(config_cls, argv: Sequence[str], app_name: str = "this"):
+def parse_args(config_cls, argv: Sequence[str], app_name: str | None = None):
     """The config that `argv` (program name first) describes, checked.
 
     Uses a fresh flag registry: nothing global is read or changed.
 
+    Args:
+      config_cls: the job's config class.
+      argv: the command line, program name first.
+      app_name: the app; a flag file of another app is then refused.
+
     Raises:
       UserError: naming the flag, for an unknown flag, a bad value or a
-        value out of range.
+        value out of range; naming the flag file, for another app's.
     """
     flag_values = flags.FlagValues()
-    define_flags(config_cls, flag_values, module_name=app_name)
-    argv = [argv[0], *expand_flagfiles(argv[1:])]
+    define_flags(config_cls, flag_values, module_name=app_name or "this")
+    argv = [argv[0], *expand_flagfiles(argv[1:], app=app_name)]
+    own = [field.name for field, _, _ in config_lib.fields(config_cls)]
     try:
         rest = flag_values(argv)
     except flags.Error as error:
-        raise _flag_error(error, app_name) from None
+        raise _flag_error(error, app_name or "this", own) from None
     if len(rest) > 1:
         raise UserError(f"unexpected arguments: {' '.join(rest[1:])}")
     return config_lib.from_values(config_cls, _values(config_cls, flag_values))
 
 
 def parse_flagfile(
-    config_cls, path: str, overrides: dict | None = None, app_name: str = "this"
+    config_cls, path: str, overrides: dict | None = None, app_name: str | None = None
 ):
     """The config of a flag file, then `overrides` ({flag: value}) on top."""
     argv = ["prog", f"--flagfile={path}"]
@@ -281,6 +321,13 @@ def _warning_line(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=sys.stderr)
 
 
+def help_text(config_cls, usage: str | None, full: bool = False) -> str:
+    """The app's --help (see `flag_help.help_text`)."""
+    flag_values = flags.FlagValues()
+    define_flags(config_cls, flag_values, "help")
+    return flag_help.help_text(config_cls, flag_values, usage, full)
+
+
 def run_app(
     config_cls,
     job: Callable,
@@ -290,24 +337,29 @@ def run_app(
 ) -> None:
     """The absl app of a job: flags from `config_cls`, then `job(config)`.
 
-    Defines the flags on absl's global registry (only the app's own, so an
-    unknown flag is an error naming it), expands flag files, builds the
-    config and calls `job(config, log=print)`. `usage` (the app module's
-    docstring) heads --help when `__main__` has none, as in a console script.
+    Defines the flags on absl's global registry, expands flag files (one
+    of another app is refused), answers --help itself (the app's flags,
+    grouped), refuses any flag that is not the app's own or absl.app's
+    (TensorFlow's and absltest's test and TPU flags), builds the config and
+    calls `job(config, log=print)`.
     """
-    # absl's --help lists the flags of the module named by sys.argv[0], under
-    # the docstring of __main__.
     define_flags(config_cls, flags.FLAGS, sys.argv[0])
     main_module = sys.modules.get("__main__")
-    if usage and main_module is not None and not main_module.__doc__:
-        main_module.__doc__ = usage
+    usage = (main_module.__doc__ if main_module is not None else None) or usage
+    own = [field.name for field, _, _ in config_lib.fields(config_cls)]
 
     @exit_on_user_error
     def parse(argv):
+        expanded = expand_flagfiles(argv[1:], app=app_name)
+        full = flag_help.help_requested(expanded)
+        if full is not None:
+            print(help_text(config_cls, usage, full), end="")
+            sys.exit(0)
+        flag_help.refuse_foreign_flags(expanded, own, app_name)
         try:
-            return flags.FLAGS([argv[0], *expand_flagfiles(argv[1:])])
+            return flags.FLAGS([argv[0], *expanded])
         except flags.Error as error:
-            raise _flag_error(error, app_name) from None
+            raise _flag_error(error, app_name, own) from None
 
     @exit_on_user_error
     def main(argv):

@@ -118,6 +118,24 @@ def _number(value) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
 
 
+def shown(value, field: dataclasses.Field | None = None) -> str:
+    """A setting's value as a user writes it: pixel budgets as `8/255`.
+
+    A value in pixel units (`unit=PIXEL` or `LP`) that is a whole number of
+    255ths is shown as that fraction; other numbers short (0.02, 1e-05).
+    """
+    unit = field.metadata.get("unit") if field is not None else None
+    if isinstance(value, float) and unit in (PIXEL, LP):
+        steps = value * 255
+        if steps > 0 and math.isclose(steps, round(steps), abs_tol=1e-6):
+            return f"{round(steps)}/255"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return _number(value)
+    return str(value)
+
+
 def _range_text(meta: dict) -> str:
     low, high = meta["low"], meta["high"]
     parts = []
@@ -199,6 +217,71 @@ class Config:
 
     def validate(self) -> None:
         """Checks between fields; subclasses raise UserError naming the flags."""
+
+    def ignored(self) -> dict[str, str]:
+        """{setting: why} for the settings this config's mode does not use.
+
+        A setting whose help begins with one choice of another setting
+        ("deepfool: ..." beside --method=deepfool|sgd, "resnet9: ..." beside
+        --arch) serves that choice only; subclasses add the rest (classify's
+        --warmup_epochs under --schedule=triangle). `ignored_notes` names
+        those set away from their default.
+        """
+        found = {}
+        for mode in dataclasses.fields(self):
+            value = getattr(self, mode.name)
+            for choice in mode.metadata.get("choices") or ():
+                for field in dataclasses.fields(self):
+                    serves = field.metadata.get("help", "").lower()
+                    if choice and choice != value and serves.startswith(f"{choice}:"):
+                        found[field.name] = (
+                            f"only --{mode.name}={choice} uses it, not "
+                            f"--{mode.name}={value}"
+                        )
+        return found
+
+
+def log_clamped(config: Config, counts: dict[str, int], log) -> None:
+    """Logs "note: ..." for each --max_<split>_images above {flag: images found}."""
+    for flag, found in counts.items():
+        wanted = getattr(config, flag)
+        line = clamped(flag, wanted, found, flag.split("_")[1])
+        if line:
+            log(f"note: {line}")
+
+
+def clamped(flag: str, wanted: int, found: int, split: str) -> str | None:
+    """The line naming a count larger than the images there are, or None.
+
+    E.g. "--max_test_images=5000: the data has only 768 test images; all 768
+    are used". `wanted` 0 means all; `found` < 0 means unknown.
+    """
+    if not wanted or found < 0 or wanted <= found:
+        return None
+    return (
+        f"--{flag}={wanted}: the data has only {found} {split} images; all {found} "
+        "are used"
+    )
+
+
+def ignored_notes(config: Config) -> list[str]:
+    """One line per setting the config ignores but that is not at its default.
+
+    A value left at its default says nothing; one that was changed (on the
+    command line, in a flag file, in Python) and then ignored is a silent
+    change unless it is named: "--warmup_epochs=5 is ignored: ...".
+    """
+    by_name = {field.name: field for field in dataclasses.fields(config)}
+    lines = []
+    for name, why in config.ignored().items():
+        field, value = by_name[name], getattr(config, name)
+        if value != field.default:
+            if isinstance(value, tuple):
+                shown_value = ",".join(shown(v, field) for v in value)
+            else:
+                shown_value = shown(value, field)
+            lines.append(f"--{name}={shown_value} is ignored: {why}")
+    return lines
 
 
 def fields(config_cls) -> list[tuple[dataclasses.Field, str, type]]:

@@ -244,7 +244,9 @@ def data_source(data_dir: str | None) -> str:
 def write_record(config, job: str, results: dict, start: float) -> dict:
     """Writes run_dir/metrics.json and flags.cfg: the end of a run that succeeded.
 
-    metrics.json holds the job, config, data, results, time and machine;
+    metrics.json holds the job, config, data, results, time and machine,
+    and "ignored_settings": one line per setting the config ignores though
+    it was set (`config_lib.ignored_notes`, which `runs.claim` logs);
     flags.cfg replays the config (`write_flagfile`). Neither is written
     before the run has its results, so a run that fails leaves an earlier
     run's pair as it was.
@@ -258,11 +260,13 @@ def write_record(config, job: str, results: dict, start: float) -> dict:
     Returns:
       The record written.
     """
+    ignored = config_lib.ignored_notes(config)
     record = {
         "job": job,
         "config": dataclasses.asdict(config),
         "data_source": data_source(config.data_dir),
         **results,
+        "ignored_settings": ignored,
         "seconds": time.time() - start,
         "versions": library_versions(),
         "machine": machine_description(),

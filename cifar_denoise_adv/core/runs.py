@@ -68,10 +68,11 @@ _EARLIER_OUTPUTS = frozenset(
 def hold(folder: str, flag: str = "run_dir") -> Iterator[str]:
     """Makes `folder` and holds its OS lock; yields its absolute path.
 
-    On leaving, the lock file is removed if this call made it (a lock file
-    that was there before stays), and so are the folder and its parents if
-    this call made them and they are still empty: a refused or failed run
-    leaves no trace of its own.
+    On leaving, however the block ends, the lock file is removed (also one
+    that a killed run left behind: the process holding the lock owns it),
+    and so are the folder and its parents if this call made them and they
+    are still empty: a refused or failed run leaves no trace of its own,
+    and a finished, resumed or overwritten run leaves no `.lock`.
 
     Raises:
       UserError: naming `--flag`, when the folder cannot be made or written,
@@ -80,7 +81,6 @@ def hold(folder: str, flag: str = "run_dir") -> Iterator[str]:
     made = _missing_folders(folder)
     path = outputs.make_run_dir(folder, flag)
     lock_path = os.path.join(path, LOCK_FILE)
-    own_lock_file = not os.path.lexists(lock_path)
     lock = filelock.FileLock(lock_path)
     try:
         lock.acquire(timeout=0)
@@ -96,11 +96,10 @@ def hold(folder: str, flag: str = "run_dir") -> Iterator[str]:
     try:
         yield path
     finally:
-        if own_lock_file:
-            # Removed while still held: a process that opened the old file
-            # finds it unlinked once it gets the lock, and tries again.
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(lock_path)
+        # Removed while still held: a process that opened the old file
+        # finds it unlinked once it gets the lock, and tries again.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(lock_path)
         lock.release()
         for made_folder in made:  # deepest first; stops at the first non-empty
             try:
@@ -209,8 +208,9 @@ def claim(
     Args:
       config: a resolved job config with `run_dir` and `overwrite`.
       app: the app's name, recorded with the settings.
-      log: receives the line said when a run.json of a dead run that made
-        nothing is taken over.
+      log: receives one line per setting the config ignores though it was
+        set (`config_lib.ignored_notes`), and the line said when a run.json
+        of a dead run that made nothing is taken over.
 
     Yields:
       The `Claim`. When the block ends without an exception, run.json says
@@ -223,6 +223,8 @@ def claim(
         job that writes nothing is a bug).
     """
     with hold(config.run_dir) as run_dir:
+        for line in config_lib.ignored_notes(config):
+            log(f"note: {line}")
         previous = _earlier_run(run_dir, type(config))
         if previous is not None and previous.get("state") == "running":
             # We hold the lock: the process that wrote it is gone.
@@ -302,9 +304,41 @@ def _refuse_other_settings(run_dir: str, previous: dict, app: str, settings: dic
     if changed:
         raise UserError(
             f"--run_dir={run_dir}: holds a {app} run with other settings "
-            f"({'; '.join(changed)}); rerun with its settings (its flags.cfg) to "
-            f"resume or re-evaluate it, {hint}"
+            f"({'; '.join(changed)}); {_replay_hint(run_dir, previous, settings)}, "
+            f"{hint}"
         )
+
+
+def _replay_hint(run_dir: str, previous: dict, settings: dict) -> str:
+    """How to rerun the earlier run's settings: its flags.cfg, or its values.
+
+    A run writes flags.cfg only when it finishes, so a killed or running one
+    has none: its settings are in run.json, and the flags that differ, with
+    their old values, make the command resume it.
+    """
+    flagfile = os.path.join(run_dir, outputs.FLAGS_FILE)
+    if previous.get("state") in ("done", "earlier") and os.path.isfile(flagfile):
+        return f"rerun with --flagfile={flagfile} to re-evaluate it"
+    old = previous["settings"]
+    values = " ".join(
+        _as_flag(name, old.get(name))
+        for name in list(settings) + [n for n in old if n not in settings]
+        if old.get(name, "(unset)") != settings.get(name, "(unset)")
+    )
+    what = "resume" if previous.get("state") == "running" else "re-evaluate"
+    return (
+        f"to {what} it, rerun this command with {values} (its settings, recorded "
+        f"in {os.path.join(run_dir, RUN_FILE)})"
+    )
+
+
+def _as_flag(name: str, value) -> str:
+    """A recorded setting as the flag that sets it."""
+    if value is None:
+        return f"--{name} unset"
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no{name}"
+    return f"--{name}={_shown(value)}"
 
 
 def differences(old: dict, new: dict) -> list[str]:

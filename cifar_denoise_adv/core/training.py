@@ -186,13 +186,17 @@ def start_run(config: TrainingConfig, log=lambda message: None) -> RunStart:
     images, labels = data.load_arrays(
         "train", data_dir, config.max_train_images or None
     )
+    test_set = data.load("test", data_dir)
+    found = {"max_train_images": len(images), "max_test_images": -1}
+    found["max_test_images"] = int(test_set.cardinality())  # -1 when unknown
+    config_lib.log_clamped(config, found, log)
     train, validation = pipelines.validation_split(
         config.validation_images, len(images), config.seed
     )
     validation_set = None
     if len(validation):
         validation_set = pipelines.from_arrays(images[validation], labels[validation])
-    test_set = data.load("test", data_dir).take(config.max_test_images or -1)
+    test_set = test_set.take(config.max_test_images or -1)
     return RunStart(
         strategy=strategy,
         train_set=pipelines.from_arrays(images[train], labels[train]),

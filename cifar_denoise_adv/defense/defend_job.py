@@ -188,6 +188,13 @@ class DefendConfig(config_lib.RunConfig):
                 f"--universal_step_size={self.universal_step_size:g}."
             )
 
+    def ignored(self) -> dict[str, str]:
+        if self.randomised:
+            return {}
+        why = "--norandomised leaves the randomised defense out"
+        names = ("randomised_sigma", "eot_images", "eot_draws", "eval_draws")
+        return {name: why for name in names}
+
 
 def _sigmas(config: DefendConfig) -> dict:
     """The noisy row's and the randomised defense's sigma (0: none)."""
@@ -284,6 +291,9 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
         f"classifier test-time augmentation level {tta['used']} (exported: "
         f"{tta['exported']})"
     )
+    clamped = table.clamped(config, pipelines, len(images), len(train_images))
+    for line in clamped:
+        log(f"warning: {line}")
     exported = _export(config, pipelines, images[:8])
     (results, examples), (evaluate_seconds, cpu_seconds) = evaluation.timed(
         table.evaluate,
@@ -296,6 +306,10 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
         log,
     )
     sanity = checks.run_all(results, pipelines, config)
+    clean = results.find("classifier", evaluation.NONE, evaluation.Attack("clean"))
+    weak = classifier_lib.weak_classifier_warnings(
+        {"test images": (clean["accuracy"], clean["images"])}
+    )
     _figures(config, results, pipelines, examples)
     _write_per_image(config, results)
     record = outputs.write_record(
@@ -321,15 +335,18 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
             "rows": results.rows,
             "checks": sanity,
             "trustworthy": checks.trustworthy(sanity),
-            "warnings": checks.warnings(sanity),
+            "warnings": [f"WARNING: {line}." for line in clamped + weak]
+            + checks.warnings(sanity),
             "exported": exported,
             "compute_seconds": evaluate_seconds,
             "compute_cpu_seconds": cpu_seconds,
         },
         start,
     )
-    for line in record["warnings"] or ["all sanity checks passed"]:
+    for line in record["warnings"]:
         log(line)
+    if record["trustworthy"]:
+        log(f"all {len(sanity)} sanity checks passed")
     log(
         f"defend: {evaluate_seconds / 60:.1f} minutes of attacks and evaluation "
         f"({cpu_seconds / 60:.1f} CPU minutes)"

@@ -86,6 +86,36 @@ def adaptive_count(config, pipeline: evaluation.Pipeline, total: int) -> int:
     return min(wanted or total, total)
 
 
+def clamped(config, pipelines, test: int, train: int) -> list[str]:
+    """One line per count larger than the images there are to use."""
+    lines = []
+    for flag, wanted, found, split in (
+        ("num_images", config.num_images, test, "test"),
+        ("universal_train_images", config.universal_train_images, train, "training"),
+    ):
+        if wanted > found:
+            lines.append(
+                f"--{flag}={wanted}: the data has only {found} {split} images; all "
+                f"{found} are used"
+            )
+    for flag, random in (("adaptive_images", False), ("eot_images", True)):
+        wanted = getattr(config, flag)
+        if wanted > test and any(p.random == random and p.denoiser for p in pipelines):
+            lines.append(
+                f"--{flag}={wanted}: more than the {test} test images used; the "
+                f"rows it counts run on all {test}"
+            )
+    counts = {p.name: adaptive_count(config, p, test) for p in pipelines}
+    fewer = {name: n for name, n in counts.items() if n < config.square_images}
+    if fewer:
+        lines.append(
+            f"--square_images={config.square_images}: a pipeline's gradient-free "
+            "rows run on at most the images of its adaptive rows: "
+            + ", ".join(f"{name} {n}" for name, n in fewer.items())
+        )
+    return lines
+
+
 def random_targets(labels: np.ndarray, seed: int, num_classes: int = 10):
     """One target class per image, never its true class (seeded)."""
     offsets = np.random.default_rng(seed + 1).integers(1, num_classes, len(labels))

@@ -181,6 +181,8 @@ def _all_draws(config: NoiseConfig, log) -> tuple[dict, dict]:
             f"{split}: {len(labels[split])} images, noise seed "
             f"{split_seed(config.seed, split)}"
         )
+    for line in _clamped(config, labels):
+        log(f"warning: {line}")
     return draws, labels
 
 
@@ -214,9 +216,24 @@ def _measure_and_write(config, draws, labels, sigmas, start, log) -> dict:
             "psnr_xy_db": psnr_xy,
             "psnr_definition": PSNR_DEFINITION,
             "exported": exported,
+            "warnings": _clamped(config, labels),
         },
         start,
     )
+
+
+def _clamped(config: NoiseConfig, labels: dict) -> list[str]:
+    """A line per --max_*_images larger than its split (logged when loaded)."""
+    lines = (
+        config_lib.clamped(
+            f"max_{split}_images",
+            getattr(config, f"max_{split}_images"),
+            len(labels[split]),
+            split,
+        )
+        for split in data.SPLITS
+    )
+    return [line for line in lines if line]
 
 
 def _sigmas(config: NoiseConfig, calibration_draws, log) -> dict:

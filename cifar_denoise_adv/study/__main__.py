@@ -1,4 +1,4 @@
-"""The `study` app: every job of the two studies in order, then one report.
+r"""The `study` app: every job of the two studies in order, then one report.
 
 Usage:
   python -m cifar_denoise_adv.study --flagfile=flags/study_cpu.cfg \

@@ -155,7 +155,8 @@ def _check_weak_classifier_warnings(metrics, logged):
             "all": metrics["clean_accuracy_all_test"],
         }
     weak = sum(accuracy < 0.5 for accuracy in accuracies.values())
-    assert len(metrics["warnings"]) == weak
+    said = [w for w in metrics["warnings"] if "the classifier is right on only" in w]
+    assert len(said) == weak
     assert [line for line in logged if line.startswith("warning: ")] == [
         f"warning: {warning}" for warning in metrics["warnings"]
     ]
@@ -170,6 +171,22 @@ def test_weak_classifier_warnings_name_the_images_and_the_accuracy():
         "the classifier is right on only 18.0% of the 400 test images attacked "
         "(below 50%)"
     )
+
+
+def test_fewer_correct_images_than_asked_for_is_said_in_one_line():
+    # The instance: --num_images=5000, 59 of 768 test images right.
+    config = targeted_job.TargetedConfig(num_images=5000, seed=0)
+    labels = np.arange(768) % 10
+    predicted = np.where(np.arange(768) < 59, labels, (labels + 1) % 10)
+    chosen = targeted_job.choose_images(config, predicted, labels)
+    assert len(chosen) == 59
+    assert targeted_job._clamped(config, len(chosen), 768) == [
+        "--num_images=5000: only 59 of the 768 test images are classified correctly "
+        "(the only ones a targeted attack is measured on), so 59 are attacked"
+    ]
+    assert targeted_job._clamped(config, 5000, 10000) == []
+    given = targeted_job.TargetedConfig(num_images=5000, indices=(1, 2))
+    assert targeted_job._clamped(given, 2, 768) == []
 
 
 def test_choose_images_and_targets():

@@ -12,6 +12,7 @@ from absl import flags
 from cifar_denoise_adv import denoise
 from cifar_denoise_adv import noise
 from cifar_denoise_adv.core import apps
+from cifar_denoise_adv.core import flag_help
 from cifar_denoise_adv.core.errors import UserError
 
 FLAG_DIR = pathlib.Path(__file__).resolve().parents[2] / "flags"
@@ -128,3 +129,73 @@ def test_an_apps_python_warning_is_one_line(tmp_path):
         if line.startswith("warning:") or "Warning" in line or "warnings.warn" in line
     ]
     assert lines == ["warning: the gradient is zero"], result.stderr
+
+
+def test_a_misspelt_flag_gets_the_app_flag_it_is_closest_to():
+    from cifar_denoise_adv import classify
+
+    with pytest.raises(UserError) as error:
+        classify.APP.parse(["prog", "--epoch=1"])
+    assert str(error.value) == (
+        "--epoch: not a flag of the classify app; did you mean --epochs? (see --help)."
+    )
+    with pytest.raises(UserError, match="did you mean --augment"):
+        denoise.APP.parse(["prog", "--noaugmnt"])
+
+
+def test_tensorflows_and_absltests_flags_are_refused_naming_their_module():
+    from absl.testing import absltest  # noqa: F401 - defines --test_tmpdir
+    from tensorflow.python.tpu.client import client  # noqa: F401 - --hbm_oom_exit
+
+    own = ["sigma", "run_dir"]
+    with pytest.raises(UserError) as error:
+        flag_help.refuse_foreign_flags(
+            ["--sigma=0.1", "--test_tmpdir=/x"], own, "noise"
+        )
+    assert str(error.value) == (
+        "--test_tmpdir: not a flag of the noise app but one of "
+        "absl.testing.absltest, which the apps do not use (see --help)."
+    )
+    with pytest.raises(UserError, match="^--nohbm_oom_exit: .*tpu"):
+        flag_help.refuse_foreign_flags(["--nohbm_oom_exit"], own, "noise")
+    # The app's own flags, a value given as the next argument, and absl.app's
+    # debugging flags pass.
+    flag_help.refuse_foreign_flags(
+        ["--sigma", "-1", "--run_dir=x", "--run_with_pdb", "--", "--x"], own, "noise"
+    )
+
+
+def test_a_flag_file_of_another_app_is_named_with_its_app(tmp_path):
+    resnet = FLAG_DIR / "resnet.cfg"
+    with pytest.raises(UserError) as error:
+        noise.APP.parse(["prog", f"--flagfile={resnet}"])
+    assert str(error.value) == (
+        f"--flagfile={resnet}: a flag file of the denoise app (its first line "
+        "says so), not of the noise app; run it with python -m "
+        "cifar_denoise_adv.denoise."
+    )
+    # Also when another app's file is included by one of the right app.
+    (tmp_path / "mine.cfg").write_text(f"# app: noise.\n--flagfile={resnet}\n")
+    with pytest.raises(UserError, match="a flag file of the denoise app"):
+        noise.APP.parse(["prog", f"--flagfile={tmp_path / 'mine.cfg'}"])
+
+
+def test_help_is_grouped_with_budgets_in_255ths_and_no_foreign_flags():
+    from cifar_denoise_adv import classify
+    from cifar_denoise_adv import defend
+
+    text = apps.help_text(defend.APP.config, defend.__doc__)
+    assert text.startswith("The `defend` app: ")
+    assert "  --epsilons (default: 2/255,4/255,8/255,16/255,32/255)\n" in text
+    assert "  --universal_xi (default: 10/255)\n" in text
+    assert "  --targeted_epsilon (default: 0.02)\n" in text
+    assert "  --[no]randomised (default: true)\n" in text
+    assert "\nSettings of every job: where it writes, what data it reads" in text
+    assert ".py:" not in text and "test_tmpdir" not in text
+    assert "run_with_pdb" not in text
+    assert "--run_with_pdb" in apps.help_text(defend.APP.config, "", full=True)
+    # The classifier's help describes the recipe it trains.
+    recipe = apps.help_text(classify.APP.config, classify.__doc__)
+    for words in ("whitened 2x2", "triangle", "lookahead", "label smoothing"):
+        assert words in recipe
+    assert "CutMix" in recipe and "4-px" not in recipe and "reflect crop" not in recipe

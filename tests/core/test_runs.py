@@ -188,11 +188,58 @@ def test_hold_removes_only_the_lock_file_and_folders_it_made(tmp_path):
     with refused, runs.hold(str(tmp_path / "kept")):
         raise UserError("--study_dir: refused")
     assert os.listdir(tmp_path / "kept") == []
-    # A lock file that was there before (a user's, an older version's) stays.
+    # A lock file that a killed run left is the holder's to remove.
     (tmp_path / "kept" / runs.LOCK_FILE).write_text("")
     with runs.hold(str(tmp_path / "kept")):
         pass
-    assert os.listdir(tmp_path / "kept") == [runs.LOCK_FILE]
+    assert os.listdir(tmp_path / "kept") == []
+
+
+def _killed_run(run_dir, sigma=0.1):
+    """What a noise run killed after its first output leaves: no flags.cfg."""
+    config = _config(run_dir, sigma=sigma)
+    killed = pytest.raises(KeyboardInterrupt)
+    with killed, runs.claim(config, "noise") as held:
+        held.begin()
+        (pathlib.Path(run_dir) / "backup").mkdir()
+        raise KeyboardInterrupt
+    record = _record(run_dir)
+    record["pid"] = 2**22 + 1  # a process that is gone
+    outputs.write_json(str(pathlib.Path(run_dir) / runs.RUN_FILE), record)
+    (pathlib.Path(run_dir) / runs.LOCK_FILE).write_text("")  # SIGKILL leaves it
+
+
+def test_a_killed_run_is_resumed_with_its_recorded_values_not_a_flags_cfg(tmp_path):
+    _killed_run(tmp_path, sigma=0.1)
+    assert not (tmp_path / "flags.cfg").exists()
+    with pytest.raises(UserError) as error:
+        _finish(_config(tmp_path, sigma=0.2, target_psnr=25.0))
+    message = str(error.value)
+    assert "flags.cfg" not in message and "\n" not in message
+    assert (
+        "to resume it, rerun this command with --sigma=0.1 --target_psnr=20.0 "
+        f"(its settings, recorded in {tmp_path / runs.RUN_FILE})"
+    ) in message
+    # The command it names resumes the run, and leaves no lock file.
+    _finish(_config(tmp_path, sigma=0.1, target_psnr=20.0))
+    assert _record(tmp_path)["state"] == "done"
+    assert not (tmp_path / runs.LOCK_FILE).exists()
+
+
+def test_a_finished_run_is_replayed_by_its_flags_cfg(tmp_path):
+    _finish(_config(tmp_path, sigma=0.1), made=("metrics.json", "flags.cfg"))
+    with pytest.raises(UserError) as error:
+        _finish(_config(tmp_path, sigma=0.2))
+    assert f"rerun with --flagfile={tmp_path / 'flags.cfg'} to re-evaluate it" in (
+        str(error.value)
+    )
+
+
+def test_an_overwritten_killed_run_leaves_no_lock_file(tmp_path):
+    _killed_run(tmp_path, sigma=0.1)
+    _finish(_config(tmp_path, sigma=0.2, overwrite=True))
+    assert _record(tmp_path)["settings"]["sigma"] == 0.2
+    assert sorted(os.listdir(tmp_path)) == ["metrics.json", runs.RUN_FILE]
 
 
 @pytest.mark.parametrize(
@@ -239,3 +286,22 @@ def test_a_second_process_is_refused_while_the_first_holds_the_folder(tmp_path):
     # The OS released the lock with the process: the folder is free again.
     _finish(_config(tmp_path))
     assert _record(tmp_path)["state"] == "done"
+
+
+def test_a_changed_setting_the_run_ignores_is_logged_and_recorded(tmp_path):
+    import time
+
+    from cifar_denoise_adv.adversarial.classify_job import ClassifyConfig
+
+    config = ClassifyConfig(run_dir=str(tmp_path), epochs=2, warmup_epochs=5)
+    logged = []
+    with runs.claim(config, "classify", logged.append) as held:
+        held.begin()
+        outputs.write_record(config, "classify", {"test_accuracy": 0.5}, time.time())
+    line = (
+        "--warmup_epochs=5 is ignored: --schedule=triangle has its own warm-up "
+        "(only --schedule=cosine uses --warmup_epochs)"
+    )
+    assert logged == [f"note: {line}"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["ignored_settings"] == [line]

@@ -143,6 +143,12 @@ def test_checks_are_computed_and_a_failed_one_is_a_warning(defend_run):
     assert not settings["passed"]
     assert any("fewer than 20" in w for w in record["warnings"])
     assert [line for line in logged if line.startswith("WARNING")] == record["warnings"]
+    # The tiny classifier is untrained: at chance, which is said first, and
+    # the checks on it are vacuous, never passed.
+    assert "the classifier is right on only" in record["warnings"][0]
+    bare = [c for c in record["checks"] if c["pipeline"] == "classifier"]
+    assert bare and all(c["status"] == "vacuous" for c in bare)
+    assert not any("sanity checks passed" in line for line in logged)
 
 
 def test_flags_cfg_replays_the_run(defend_run, tiny_runs):

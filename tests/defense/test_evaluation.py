@@ -202,3 +202,92 @@ def test_the_reference_budget_must_be_on_the_curve():
 
     with pytest.raises(UserError, match="--reference_epsilon"):
         _config(reference_epsilon=5 / 255)
+
+
+def _adaptive_weaker(count, weaker):
+    """Rows where `weaker` of `count` images survive adaptive PGD, none oblivious."""
+    config = _config(epsilons=(8 / 255,), reference_epsilon=8 / 255)
+    pipelines = [evaluation.Pipeline("denoised", None, False, "d")]
+    survive = [1] * weaker + [0] * (count - weaker)
+    rows = {("denoised", "none", Attack("clean")): [1] * count}
+    rows[("denoised", "adaptive", Attack("pgd", 8 / 255))] = survive
+    rows[("denoised", "oblivious", Attack("pgd", 8 / 255))] = [0] * count
+    results = _fake(rows)
+    return checks.adaptive_beats_oblivious(results, pipelines, config)[0]
+
+
+def test_a_broken_order_is_never_passed_within_chance_it_is_inconclusive():
+    # As the instance (+37.5 points on a handful of images, "passed"): 40
+    # points on 5 images, where two images (40 points) may move by chance.
+    check = _adaptive_weaker(5, 2)
+    assert check["status"] == "inconclusive" and not check["passed"]
+    assert "passed" not in check["detail"]
+    assert "40.0 points more than oblivious" in check["detail"]
+    assert "evaluate more images" in check["detail"]
+    [line] = checks.warnings([check])
+    assert line.startswith(
+        "WARNING: check 'adaptive at least as strong as oblivious' is inconclusive"
+    )
+    # The same gap on 80 images is beyond chance: failed.
+    assert _adaptive_weaker(80, 32)["status"] == "failed"
+    # One image in 100 (1 point) is within the 2-point tolerance: passed, and
+    # the detail says in which direction.
+    passed = _adaptive_weaker(100, 1)
+    assert passed["status"] == "passed"
+    assert "within 2 points of oblivious" in passed["detail"]
+    assert "no more than" in _adaptive_weaker(100, 0)["detail"]
+    assert not checks.trustworthy([check]) and checks.trustworthy([passed])
+
+
+def test_every_check_on_a_pipeline_at_chance_is_vacuous():
+    config = _config(
+        epsilons=(2 / 255, 8 / 255), reference_epsilon=8 / 255, pgd_steps=20
+    )
+    config = _config(**{**config.__dict__, "eot_draws": 8})
+    pipelines = [evaluation.Pipeline("denoised", None, False, "d")]
+    chance = [1] + [0] * 9  # right on 10% without attack
+    zeros = [0] * 10
+    results = _fake(
+        {
+            ("denoised", "none", Attack("clean")): chance,
+            ("denoised", "adaptive", Attack("pgd", 2 / 255)): zeros,
+            ("denoised", "adaptive", Attack("pgd", 8 / 255)): zeros,
+            ("denoised", "adaptive", Attack("fgsm", 2 / 255)): zeros,
+            ("denoised", "adaptive", Attack("fgsm", 8 / 255)): zeros,
+            ("denoised", "oblivious", Attack("fgsm", 8 / 255)): zeros,
+            ("denoised", "gradient-free", Attack("square", 8 / 255)): zeros,
+        }
+    )
+    found = checks.run_all(results, pipelines, config)
+    assert found[0]["check"] == "attack settings" and found[0]["passed"]
+    assert len({c["check"] for c in found[1:]}) == 4
+    for check in found[1:]:
+        assert check["status"] == "vacuous" and not check["passed"], check
+        assert "right on only 10.0% of the 10 images" in check["detail"]
+    assert all(" is vacuous for denoised" in w for w in checks.warnings(found))
+    assert len(checks.warnings(found)) == 4 and not checks.trustworthy(found)
+
+
+def test_counts_larger_than_the_images_are_named_one_line_each():
+    pipelines = [
+        evaluation.Pipeline("classifier", None),
+        evaluation.Pipeline("denoised", None, False, "d"),
+        evaluation.Pipeline("randomised", None, True, "d"),
+    ]
+    config = _config(
+        num_images=5000,
+        adaptive_images=900,
+        eot_images=4,
+        square_images=8,
+        universal_train_images=2000,
+    )
+    assert table.clamped(config, pipelines, 768, 1000) == [
+        "--num_images=5000: the data has only 768 test images; all 768 are used",
+        "--universal_train_images=2000: the data has only 1000 training images; "
+        "all 1000 are used",
+        "--adaptive_images=900: more than the 768 test images used; the rows it "
+        "counts run on all 768",
+        "--square_images=8: a pipeline's gradient-free rows run on at most the "
+        "images of its adaptive rows: randomised 4",
+    ]
+    assert table.clamped(_config(num_images=8), pipelines, 8, 2000) == []

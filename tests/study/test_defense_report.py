@@ -85,7 +85,7 @@ def test_a_real_gain_is_quoted_only_as_far_as_the_checks_allow():
     )
     doubted = defense_section.verdict(_metrics(0.60, 0.30, trustworthy=False))[-1]
     assert doubted.endswith(
-        "but a sanity check failed (below): do not trust this figure."
+        "but a sanity check did not pass (below): do not trust this figure."
     )
 
 

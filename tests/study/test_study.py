@@ -82,7 +82,8 @@ TINY_STEP_FLAGS = {
 def _write_step_flags(folder, name, lines):
     path = folder / f"{name}.cfg"
     body = "\n".join(line.format(dir=folder) for line in lines)
-    path.write_text(f"# app: test. Tiny {name} step.\n{body}\n")
+    app = next(step.app for step in plan.STEPS if step.name == name)
+    path.write_text(f"# app: {app}. Tiny {name} step.\n{body}\n")
     return str(path)
 
 
@@ -214,6 +215,15 @@ def test_every_step_runs_and_the_report_quotes_its_metrics(tiny_study):
         # Two PGD steps are too few: the failed check is a warning.
         "WARNING: check 'attack settings' failed",
     ]
+    # Every step's warnings, as its metrics.json has them (the tiny
+    # classifier is about at chance: the attacks on it warn so).
+    warned = [
+        f"{step}: {line}"
+        for step in TINY_STEP_FLAGS
+        for line in _metrics(study_dir, step).get("warnings", [])
+    ]
+    assert any(w.startswith("fgsm: the classifier is right on only") for w in warned)
+    expected += warned
     assert defend["classifier"] == os.path.join(study_dir, "classifier")
     assert defend["denoiser"] == os.path.join(study_dir, "resnet")
     # The references and the explanation of the differences.
@@ -228,6 +238,7 @@ def test_every_step_runs_and_the_report_quotes_its_metrics(tiny_study):
     for text in expected:
         assert text in md, text
         assert html_escape(text) in shown, text
+    assert "\n## Warnings\n" in md and "<h2>Warnings</h2>" in page
     assert "20 train and 4 test images" in md  # data size stated (noise step)
     # The denoisers' validation curves and their gap at equal budgets.
     assert (pathlib.Path(study_dir) / "denoisers_validation.png").stat().st_size

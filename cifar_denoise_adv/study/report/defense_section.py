@@ -93,13 +93,22 @@ def _no_attack_table(m: dict) -> tuple:
     return ("table", ["images"] + pipelines, rows)
 
 
+# A check that did not pass says how: failed, or what it could not show.
+CHECK_STATUS = {
+    "passed": "passed",
+    "failed": "FAILED",
+    "inconclusive": "inconclusive",
+    "vacuous": "vacuous",
+}
+
+
 def _checks_table(m: dict) -> tuple:
     rows = [
         [
             c["check"],
             c["pipeline"],
             c["threat_model"],
-            "passed" if c["passed"] else "FAILED",
+            CHECK_STATUS[c.get("status", "passed" if c["passed"] else "failed")],
             c["detail"],
         ]
         for c in m["checks"]
@@ -158,8 +167,8 @@ def verdict(m: dict) -> list[str]:
                 + (
                     "."
                     if m["trustworthy"]
-                    else ", but a sanity check failed (below): do not trust this "
-                    "figure."
+                    else ", but a sanity check did not pass (below): do not trust "
+                    "this figure."
                 )
             )
         sentences.append(f"{label}: {bought}")
@@ -256,5 +265,5 @@ def headline_row(step: dict) -> list:
         f"{percent(adaptive['accuracy'])} ({percent(oblivious['accuracy'])}; "
         f"{percent(bare['accuracy'])})",
         NOT_REPORTED,
-        "" if m["trustworthy"] else "a sanity check failed: see section 6",
+        "" if m["trustworthy"] else "a sanity check did not pass: see section 6",
     ]

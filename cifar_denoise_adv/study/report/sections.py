@@ -306,6 +306,16 @@ def budget_gaps_text(gaps: dict) -> str:
     )
 
 
+def warnings_section(study: dict) -> list:
+    """Every step's warnings (its metrics.json's "warnings"), none left out."""
+    items = [
+        f"{name}: {line}"
+        for name, step in study["by_step"].items()
+        for line in step["metrics"].get("warnings") or []
+    ]
+    return [("h2", "Warnings"), ("list", items)] if items else []
+
+
 def details_section(study: dict) -> list:
     """Runs, their times, data, libraries and machine."""
     steps = study["by_step"]
@@ -371,6 +381,7 @@ def blocks(study: dict) -> list:
         ("p", f"Study folder {study['study_dir']}, finished {study['finished']}."),
     ]
     document += headline(steps, study)
+    document += warnings_section(study)
     if "noise" in steps:
         document += noise_section(steps["noise"])
     if {"resnet", "plain"} & set(steps):
