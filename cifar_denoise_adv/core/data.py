@@ -20,6 +20,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from cifar_denoise_adv.core import console
 from cifar_denoise_adv.core.errors import DataError
 
 try:  # NumPy >= 2 keeps the array helpers in numpy._core.
@@ -201,13 +202,34 @@ def _read_folder(folder: str, split: str, binary: bool):
     return parts
 
 
+# The first bytes of the compressions tarfile.open("r:*") tries.
+_COMPRESSIONS = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+
+
+def _archive_problem(path: str, error: Exception) -> str:
+    """Why tarfile cannot open `path`, in a few words (one line)."""
+    lines = str(error).splitlines() or [type(error).__name__]
+    if len(lines) == 1 or not lines[1].startswith("- method"):
+        return lines[0]
+    # tarfile.open("r:*") lists why each compression failed, one per line.
+    try:
+        with open(path, "rb") as f:
+            start = f.read(6)
+    except OSError:
+        return lines[0]
+    for magic, name in _COMPRESSIONS.items():
+        if start.startswith(magic):
+            return f"a {name} file that holds no readable tar archive"
+    return "neither a plain tar file nor a gzip, bzip2 or xz compressed one"
+
+
 def _read_archive(path: str, split: str):
     try:
         archive = tarfile.open(path, "r:*")  # noqa: SIM115 - closed below
     except _ARCHIVE_ERRORS as error:
         raise DataError(
-            f"{path}: not a readable tar archive ({error}); expected "
-            f"{_PY_ARCHIVE} or {_BIN_ARCHIVE} as published."
+            f"{path}: not a readable tar archive ({_archive_problem(path, error)}); "
+            f"expected {_PY_ARCHIVE} or {_BIN_ARCHIVE} as published."
         ) from None
     with archive:
         try:
@@ -341,8 +363,11 @@ def load_tfds(
     import tensorflow_datasets as tfds  # slow import; only this source needs it
 
     _check_split(split)
-    builder = tfds.builder("cifar10", data_dir=tfds_data_dir)
-    if not builder.is_prepared():
+    # An unprepared copy draws a TFDS warning; the error below says more.
+    with console.absl_warnings_hidden():
+        builder = tfds.builder("cifar10", data_dir=tfds_data_dir)
+        prepared = builder.is_prepared()
+    if not prepared:
         if not _reachable(_TFDS_URL_HOST, probe_timeout):
             raise DataError(
                 "TFDS cifar10 is not prepared in "
