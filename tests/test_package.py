@@ -33,6 +33,7 @@ CONSOLE_SCRIPTS = {
     "cifar-classify": "cifar_denoise_adv.classify:APP.main",
     "cifar-targeted": "cifar_denoise_adv.targeted:APP.main",
     "cifar-universal": "cifar_denoise_adv.universal:APP.main",
+    "cifar-defend": "cifar_denoise_adv.defend:APP.main",
     "cifar-study": "cifar_denoise_adv.study.__main__:APP.main",
 }
 STARTUP_MARKERS = ("oneDNN", "cudart_stub", "cuInit", "absl::InitializeLog", "I0000")
