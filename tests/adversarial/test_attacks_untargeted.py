@@ -1,5 +1,7 @@
 """Untargeted FGSM and PGD, the EOT gradient, and the Square Attack."""
 
+import logging
+
 import keras
 import numpy as np
 import pytest
@@ -210,3 +212,14 @@ def test_bad_arguments_name_the_argument(call, name):
     model = _dense_model()
     with pytest.raises(ValueError, match=name):
         call(model, _images(2), np.array([0, 1]))
+
+
+def test_the_square_attack_on_new_models_is_no_retracing(caplog):
+    # The defend job runs it on three pipelines, a study on more: each model
+    # gets its own graph (TF warned of frequent retracing before).
+    images, labels = _images(4), np.array([0, 1, 2, 3])
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for seed in range(6):
+            model = _dense_model(4, seed=seed)
+            attacks.square_attack(model, images, labels, 0.03, 4, seed=seed)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
