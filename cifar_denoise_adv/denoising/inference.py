@@ -250,10 +250,9 @@ def read_rgb_image(path: str) -> np.ndarray:
                     content, channels=0, dtype=tf.float32, expand_animations=False
                 )
     except (tf.errors.OpError, ValueError) as error:
-        raise UserError(
-            f"{path}: cannot read it as a PNG or JPEG image "
-            f"({console.op_error_message(error)})."
-        ) from None
+        reason = console.op_error_message(error)
+        message = f"{path}: cannot read it as a PNG or JPEG image ({reason})."
+        raise UserError(message) from None
     channels = int(image.shape[-1])
     if channels != 3:
         kind = {1: "grayscale", 2: "grayscale with alpha", 4: "RGBA"}.get(channels)

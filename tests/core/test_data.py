@@ -119,8 +119,8 @@ def test_corrupt_archive(tmp_path):
 @pytest.mark.parametrize(
     "content, problem",
     [
-        (b"hello, not an archive" * 20, "neither a plain tar file nor a gzip"),
-        (gzip.compress(b"hello" * 200), "a gzip file that holds no readable tar"),
+        (b"hello, not an archive" * 20, "no tar archive in it, plain or gzip"),
+        (gzip.compress(b"hello" * 200), "no tar archive in it, plain or gzip"),
     ],
     ids=["plain", "gzip"],
 )
