@@ -131,7 +131,7 @@ class Bench:
         self.model = model
         self.images = images
         self.batch_size = batch_size
-        self.clean = attacks.predict_labels(model, images).numpy()
+        self.clean = np.asarray(attacks.predict_labels(model, images))
         offsets = np.random.default_rng(1).integers(1, 10, size=len(images))
         self.targets = (self.clean + offsets) % 10
         self.rows = []
@@ -174,15 +174,15 @@ class Bench:
         )
 
     def targeted_score(self, adversarial, part):
-        predictions = attacks.predict_labels(self.model, adversarial).numpy()
+        predictions = np.asarray(attacks.predict_labels(self.model, adversarial))
         rate = attacks.targeted_success_rate(predictions, self.targets[part])
         linf = float(np.max(attacks.linf_norm(adversarial - self.images[part])))
         return rate, f"max L-inf {linf * 255:.2f}/255"
 
     def untargeted_score(self, adversarial, part):
-        predictions = attacks.predict_labels(self.model, adversarial).numpy()
+        predictions = np.asarray(attacks.predict_labels(self.model, adversarial))
         fooled = predictions != self.clean[part]
-        norms = attacks.l2_norm(adversarial - self.images[part]).numpy()
+        norms = np.asarray(attacks.l2_norm(adversarial - self.images[part]))
         extra = f"median L2 {_median(norms[fooled]):.4f}"
         if len(norms) < len(self.images):  # a subset: our median on it too
             ours = attacks.deepfool(
@@ -191,7 +191,9 @@ class Bench:
                 overshoot=OVERSHOOT,
                 max_iter=DEEPFOOL_STEPS,
             )
-            ours_norms = attacks.l2_norm(ours.perturbation).numpy()[ours.success]
+            ours_norms = np.asarray(attacks.l2_norm(ours.perturbation))[
+                np.asarray(ours.success)
+            ]
             extra += f" (ours on these: {_median(ours_norms):.4f})"
         return float(fooled.mean()), extra
 

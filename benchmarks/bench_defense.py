@@ -104,7 +104,7 @@ def _pgd(model, images, labels, args, draws):
             args.steps,
             seed=start,
             num_draws=draws,
-        ).numpy()
+        )
 
 
 def main() -> int:

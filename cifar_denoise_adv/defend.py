@@ -8,9 +8,9 @@ Usage:
 --denoiser=runs/resnet, where flags/classifier_cpu.cfg and flags/resnet.cfg
 write.)
 
-Builds defended(x) = classifier(denoiser(x)) from a `classify` run and a
-`denoise` run (and, with --randomised, the same with Gaussian noise of
---randomised_sigma first: denoised smoothing), exports it as model.keras and
+Builds defended(x) = classifier(clip(denoiser(x), 0, 1)) from a `classify`
+run and a `denoise` run (and, unless --norandomised, the same with Gaussian
+noise of --randomised_sigma first: denoised smoothing), exports it as model.keras and
 saved_model/, and measures the accuracy of the bare classifier and of each
 defended pipeline on the same test images: clean, noisy, untargeted FGSM and
 PGD at each of --epsilons, the targeted attacks, and a universal

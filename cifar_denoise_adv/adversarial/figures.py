@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 from matplotlib.patches import Patch
 
 from cifar_denoise_adv.core import plots
@@ -70,20 +68,18 @@ def _legend(axis, class_names, true_label, target_label):
     )
 
 
-def perturbation_colorbar(figure, axis, scale: float, label: str = "") -> None:
-    """A colour bar for an image drawn as 0.5 + scale * d (`plots.magnify`).
+def perturbation_legend(axis, scale: float) -> None:
+    """The scale of an RGB perturbation drawn as 0.5 + scale * d (`plots.magnify`).
 
-    Mid-grey is 0; the bar's ends are the values shown at black and white,
-    +-0.5 / scale, in 1/255 pixel units.
+    Each channel is magnified alike, so the panel is an RGB image, not a
+    grey scale: a text under it gives the scale (mid-grey is 0; a channel at
+    its darkest or brightest is -+0.5 / scale), where a grey colour bar would
+    suggest one value per pixel.
     """
     limit = 0.5 / scale * 255
-    mappable = ScalarMappable(Normalize(-limit, limit), cmap="gray")
-    figure.colorbar(
-        mappable,
-        ax=axis,
-        fraction=0.046,
-        pad=0.04,
-        label=label or "value per channel (x 1/255)",
+    axis.set_xlabel(
+        f"each channel x{scale:.3g}: mid-grey 0,\nblack/white -/+{limit:.3g}/255",
+        fontsize=7,
     )
 
 
@@ -102,8 +98,8 @@ def adversarial_example(
 
     The bar charts show the top 3 classes before and after, and always the
     target's and the true class's probability; the target is red, the true
-    class blue, the others grey, as the legend says. The perturbation has a
-    colour bar in 1/255 pixel units.
+    class blue, the others grey, as the legend says. The perturbation is
+    drawn in RGB, its scale in 1/255 pixel units written under it.
     """
     figure, axes = plt.subplots(
         1, 5, figsize=(14.5, 2.9), gridspec_kw={"width_ratios": [1, 1, 1, 1.25, 1.25]}
@@ -119,7 +115,7 @@ def adversarial_example(
         axis.set_xticks([])
         axis.set_yticks([])
         axis.set_title(label, fontsize=9)
-    perturbation_colorbar(figure, axes[2], scale, "x 1/255")
+    perturbation_legend(axes[2], scale)
     for axis, probabilities, when in (
         (axes[3], probabilities_before, "before"),
         (axes[4], probabilities_after, "after"),
@@ -133,15 +129,35 @@ def adversarial_example(
 
 
 def universal_perturbation(v: np.ndarray, scale: float):
-    """The universal perturbation v as 0.5 + scale * v, with its colour bar."""
-    figure, axis = plt.subplots(figsize=(4.4, 3.6))
-    axis.imshow(plots.magnify(v, scale), interpolation="nearest")
-    axis.set_xticks([])
-    axis.set_yticks([])
-    axis.set_title(f"v x{scale:.3g} + 0.5 (mid-grey: 0)", fontsize=9)
-    axis.set_xlabel(f"max |v| = {np.abs(v).max() * 255:.1f}/255", fontsize=8)
-    perturbation_colorbar(figure, axis, scale)
-    figure.tight_layout()
+    """The universal perturbation v: in RGB (0.5 + scale * v), and per channel.
+
+    The RGB panel shows the pattern as it is added; the R, G and B panels
+    show each channel's values on one diverging colour scale, whose colour
+    bar (in 1/255 pixel units) holds for exactly those three panels.
+    """
+    v = np.asarray(v)
+    figure, axes = plt.subplots(1, 4, figsize=(11.5, 3.2))
+    axes[0].imshow(plots.magnify(v, scale), interpolation="nearest")
+    axes[0].set_title(
+        f"v in RGB (max |v| = {np.abs(v).max() * 255:.1f}/255)", fontsize=9
+    )
+    perturbation_legend(axes[0], scale)
+    limit = 0.5 / scale * 255
+    for channel, (axis, name) in enumerate(zip(axes[1:], "RGB", strict=True)):
+        shown = axis.imshow(
+            v[..., channel] * 255,
+            cmap="RdBu_r",
+            vmin=-limit,
+            vmax=limit,
+            interpolation="nearest",
+        )
+        axis.set_title(f"channel {name}", fontsize=9)
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.colorbar(
+        shown, ax=list(axes[1:]), fraction=0.02, pad=0.02, label="v (x 1/255)"
+    )
     return figure
 
 

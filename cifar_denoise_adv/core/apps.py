@@ -27,6 +27,7 @@ from absl import app
 from absl import flags
 
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import console
 from cifar_denoise_adv.core import flag_help
 from cifar_denoise_adv.core.errors import UserError
 
@@ -366,6 +367,7 @@ def run_app(
         if len(argv) > 1:
             raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
         config = config_lib.from_values(config_cls, _values(config_cls, flags.FLAGS))
+        console.quiet_python_logs()  # after app.run added absl's log handler
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line
             return exit_status(job(config, log=print))

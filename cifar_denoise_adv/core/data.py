@@ -20,6 +20,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from cifar_denoise_adv.core import console
 from cifar_denoise_adv.core.errors import DataError
 
 try:  # NumPy >= 2 keeps the array helpers in numpy._core.
@@ -201,13 +202,21 @@ def _read_folder(folder: str, split: str, binary: bool):
     return parts
 
 
+def _archive_problem(error: Exception) -> str:
+    """Why tarfile cannot open a file, in one line (not one per compression)."""
+    lines = str(error).splitlines() or [type(error).__name__]
+    if len(lines) == 1:
+        return lines[0]
+    return "no tar archive in it, plain or gzip, bzip2 or xz compressed"
+
+
 def _read_archive(path: str, split: str):
     try:
         archive = tarfile.open(path, "r:*")  # noqa: SIM115 - closed below
     except _ARCHIVE_ERRORS as error:
         raise DataError(
-            f"{path}: not a readable tar archive ({error}); expected "
-            f"{_PY_ARCHIVE} or {_BIN_ARCHIVE} as published."
+            f"{path}: not a readable tar archive ({_archive_problem(error)}); "
+            f"expected {_PY_ARCHIVE} or {_BIN_ARCHIVE} as published."
         ) from None
     with archive:
         try:
@@ -341,8 +350,10 @@ def load_tfds(
     import tensorflow_datasets as tfds  # slow import; only this source needs it
 
     _check_split(split)
-    builder = tfds.builder("cifar10", data_dir=tfds_data_dir)
-    if not builder.is_prepared():
+    with console.absl_warnings_hidden():  # the error below says more
+        builder = tfds.builder("cifar10", data_dir=tfds_data_dir)
+        prepared = builder.is_prepared()
+    if not prepared:
         if not _reachable(_TFDS_URL_HOST, probe_timeout):
             raise DataError(
                 "TFDS cifar10 is not prepared in "

@@ -1,9 +1,9 @@
 """The defend job: the trained denoiser in front of the classifier, attacked.
 
 `run(config)` is what the `defend` app and the study call. It builds
-defended(x) = classifier(denoiser(x)) from a `classify` run and a `denoise`
-run (and, optionally, the randomised version with Gaussian noise first),
-exports it, fills the accuracy table under each threat model
+defended(x) = classifier(clip(denoiser(x), 0, 1)) from a `classify` run and a
+`denoise` run (and, unless --norandomised, the randomised version with
+Gaussian noise first), exports it, fills the accuracy table under each threat model
 (`table.evaluate`), runs the sanity checks (`checks`), and writes the run
 folder.
 """

@@ -7,11 +7,20 @@ import numpy as np
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import plots
 from cifar_denoise_adv.core.plots import plt
+from cifar_denoise_adv.defense.evaluation import EOT
 from cifar_denoise_adv.defense.evaluation import NONE
 from cifar_denoise_adv.defense.evaluation import OBLIVIOUS
 from cifar_denoise_adv.defense.evaluation import Attack
 
 COLOURS = {"classifier": "black", "denoised": "tab:blue", "randomised": "tab:orange"}
+# Threat models told apart by line and marker (colour is the pipeline): an
+# oblivious curve is dashed with hollow squares, so its legend entry differs
+# from the adaptive one at a glance, not only by its dash pattern.
+THREAT_STYLES = {
+    OBLIVIOUS: {"linestyle": "--", "marker": "s", "markerfacecolor": "white"},
+    EOT: {"linestyle": "-.", "marker": "^"},
+}
+THROUGH_THE_PIPELINE = {"linestyle": "-", "marker": "o"}
 
 
 def curves(results, pipelines, epsilons) -> dict:
@@ -48,9 +57,11 @@ def curves(results, pipelines, epsilons) -> dict:
 def accuracy_vs_epsilon(results, pipelines, epsilons, square=None):
     """Two panels (FGSM, PGD): accuracy against the L-inf budget, per threat model.
 
-    Solid lines: attacks through the pipeline's own gradients (white-box on
-    the bare classifier, adaptive or adaptive+EOT on a defense); dashed:
-    oblivious. Crosses: the gradient-free Square Attack at its budget.
+    Solid lines with circles: attacks through the pipeline's own gradients
+    (white-box on the bare classifier, adaptive on a defense); dash-dot with
+    triangles: adaptive+EOT; dashed with hollow squares: oblivious (marker
+    and line both differ, so the legend tells them apart). Crosses: the
+    gradient-free Square Attack at its budget.
     """
     epsilons = sorted(epsilons)
     positions = np.arange(len(epsilons) + 1)
@@ -62,11 +73,10 @@ def accuracy_vs_epsilon(results, pipelines, epsilons, square=None):
             axis.plot(
                 positions,
                 100 * np.asarray(lines[name]),
-                "--" if threat == OBLIVIOUS else "-",
-                marker="o",
-                markersize=4,
+                markersize=5,
                 color=COLOURS.get(pipeline, "tab:green"),
                 label=f"{pipeline}, {threat}",
+                **THREAT_STYLES.get(threat, THROUGH_THE_PIPELINE),
             )
         axis.set_xticks(positions, labels)
         axis.set_xlabel("L-inf budget eps x 255")
@@ -83,11 +93,12 @@ def accuracy_vs_epsilon(results, pipelines, epsilons, square=None):
             label=f"{pipeline}, gradient-free (Square)",
         )
     axes[0].set_ylabel("test accuracy (%)")
-    axes[1].legend(fontsize=7, loc="upper right")
+    axes[1].legend(fontsize=7, loc="upper right", handlelength=4)
     figure.suptitle(
-        "accuracy against the budget: solid = attacks through the pipeline, "
-        "dashed = oblivious",
-        fontsize=10,
+        "accuracy against the budget: solid, circles = attacks through the "
+        "pipeline; dash-dot, triangles = adaptive+EOT; dashed, hollow squares = "
+        "oblivious",
+        fontsize=9,
     )
     figure.tight_layout()
     return figure

@@ -19,6 +19,7 @@ from PIL import Image
 
 from cifar_denoise_adv.core import arrays
 from cifar_denoise_adv.core import config as config_lib
+from cifar_denoise_adv.core import console
 from cifar_denoise_adv.core import export
 from cifar_denoise_adv.core import keras_files
 from cifar_denoise_adv.core import outputs
@@ -239,19 +240,20 @@ def read_rgb_image(path: str) -> np.ndarray:
         not a colour image.
     """
     try:
-        content = tf.io.read_file(path)
-        if tf.io.is_jpeg(content):
-            pixels = tf.io.decode_jpeg(content, dct_method="INTEGER_ACCURATE")
-            image = tf.image.convert_image_dtype(pixels, tf.float32)
-        else:
-            image = tf.io.decode_image(
-                content, channels=0, dtype=tf.float32, expand_animations=False
-            )
+        # The decoders log C++ warnings on a damaged file before they raise.
+        with console.cpp_warnings_hidden():
+            content = tf.io.read_file(path)
+            if tf.io.is_jpeg(content):
+                pixels = tf.io.decode_jpeg(content, dct_method="INTEGER_ACCURATE")
+                image = tf.image.convert_image_dtype(pixels, tf.float32)
+            else:
+                image = tf.io.decode_image(
+                    content, channels=0, dtype=tf.float32, expand_animations=False
+                )
     except (tf.errors.OpError, ValueError) as error:
-        message = getattr(error, "message", str(error)).splitlines()[0]
-        raise UserError(
-            f"{path}: cannot read it as a PNG or JPEG image ({message})."
-        ) from None
+        reason = console.op_error_message(error)
+        message = f"{path}: cannot read it as a PNG or JPEG image ({reason})."
+        raise UserError(message) from None
     channels = int(image.shape[-1])
     if channels != 3:
         kind = {1: "grayscale", 2: "grayscale with alpha", 4: "RGBA"}.get(channels)

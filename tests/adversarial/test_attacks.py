@@ -53,7 +53,7 @@ class LinearModel:
 
 def _targets(model_fn, images, seed=1):
     """Random target classes different from the clean prediction."""
-    clean = attacks.predict_labels(model_fn, images).numpy()
+    clean = np.asarray(attacks.predict_labels(model_fn, images))
     offsets = np.random.default_rng(seed).integers(1, 10, size=len(clean))
     return (clean + offsets) % 10
 
@@ -119,7 +119,7 @@ class FgsmTest(tf.test.TestCase):
         def run(seed):
             return attacks.targeted_iterative(
                 model, images, targets, 0.05, 0.01, 2, random_start=True, seed=seed
-            ).numpy()
+            )
 
         np.testing.assert_array_equal(run(3), run(3))
         self.assertFalse(np.allclose(run(3), run(4)))
@@ -146,7 +146,7 @@ class ProjectionTest(parameterized.TestCase, tf.test.TestCase):
         order = attacks.norm_order(p)
         rng = np.random.default_rng(0)
         big = rng.normal(size=SHAPE).astype(np.float32)
-        projected = attacks.project_lp(big, 0.5, p).numpy()
+        projected = np.asarray(attacks.project_lp(big, 0.5, p))
         norm = np.abs(projected).max() if order == np.inf else np.linalg.norm(projected)
         self.assertAllClose(norm, 0.5, atol=1e-5)  # outside points land on it
         inside = big * 0.4 / np.linalg.norm(big.ravel(), ord=order)
@@ -159,12 +159,12 @@ class ProjectionTest(parameterized.TestCase, tf.test.TestCase):
         batch[1] *= 1e-3  # inside the ball: unchanged
         projected = attacks.batch_project_lp(batch, 0.5, p)
         norms = (attacks.linf_norm if p == np.inf else attacks.l2_norm)(projected)
-        self.assertAllClose(norms.numpy()[[0, 2]], [0.5, 0.5], atol=1e-5)
+        self.assertAllClose(np.asarray(norms)[[0, 2]], [0.5, 0.5], atol=1e-5)
         self.assertAllClose(projected[1], batch[1])
 
     def test_l2_projection_keeps_the_direction(self):
         v = np.ones(SHAPE, np.float32)
-        projected = attacks.project_lp(v, 1.0, 2).numpy()
+        projected = attacks.project_lp(v, 1.0, 2)
         self.assertAllClose(projected, v / np.linalg.norm(v))
 
     @parameterized.parameters(2, np.inf)
@@ -256,7 +256,7 @@ class DeepFoolTest(parameterized.TestCase, tf.test.TestCase):
             [_images(3, seed=5, low=0.0, high=0.6), _images(3, seed=6, low=0.5)]
         )
         together = attacks.deepfool(model_fn, images, num_classes=3, num_candidates=3)
-        self.assertGreater(int(together.iterations.numpy().max()), 1)
+        self.assertGreater(int(together.iterations.max()), 1)
         for index in range(len(images)):
             alone = attacks.deepfool(
                 model_fn, images[index : index + 1], num_classes=3, num_candidates=3
@@ -331,19 +331,24 @@ class UniversalTest(tf.test.TestCase):
         # Algorithm 1 written out one image at a time: the chunked "still
         # correct?" test must not change which images update v, nor the order.
         model, images = _toy_universal_problem()
-        clean = attacks.predict_labels(model, images).numpy()
+        clean = np.asarray(attacks.predict_labels(model, images))
         rng = np.random.default_rng(3)
         v = np.zeros(SHAPE, np.float32)
         for _ in range(2):
             for index in rng.permutation(len(images)):
                 shifted = np.clip(images[index : index + 1] + v, 0.0, 1.0)
-                if attacks.predict_labels(model, shifted).numpy()[0] != clean[index]:
+                if (
+                    np.asarray(attacks.predict_labels(model, shifted))[0]
+                    != clean[index]
+                ):
                     continue
                 result = attacks.deepfool(
                     model, shifted, num_classes=4, num_candidates=4, max_iter=10
                 )
                 if result.success[0]:
-                    v = attacks.project_lp(v + result.perturbation[0], 0.5, 2).numpy()
+                    v = np.asarray(
+                        attacks.project_lp(v + result.perturbation[0], 0.5, 2)
+                    )
         chunked = attacks.universal_perturbation(
             model, images, 0.5, 2, delta=0.0, max_passes=2, num_classes=4, seed=3
         )
@@ -375,7 +380,7 @@ class UniversalTest(tf.test.TestCase):
         def run(seed):
             return attacks.universal_perturbation(
                 model, images, 0.5, np.inf, max_passes=1, num_classes=4, seed=seed
-            ).perturbation.numpy()
+            ).perturbation
 
         first = run(1)
         np.testing.assert_array_equal(first, run(1))

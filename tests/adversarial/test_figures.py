@@ -82,10 +82,12 @@ def test_adversarial_example_has_three_images_and_two_bar_charts():
     # The legend names the colours.
     legend = [text.get_text() for text in after.get_legend().get_texts()]
     assert legend == ["target (class5)", "true class (class3)", "other classes"]
-    # The perturbation has a colour bar in 1/255 units: +-0.5 / 25 = +-0.02.
-    (colorbar_axis,) = figure.axes[5:]
-    assert colorbar_axis.get_ylabel() == "x 1/255"
-    assert colorbar_axis.get_ylim() == pytest.approx((-0.02 * 255, 0.02 * 255))
+    # The perturbation is RGB: no grey colour bar beside it, its scale in
+    # words under it (+-0.5 / 25 = +-0.02 = 5.1/255).
+    assert len(figure.axes) == 5
+    assert image_axes[2].get_xlabel() == (
+        "each channel x25: mid-grey 0,\nblack/white -/+5.1/255"
+    )
 
 
 def test_untargeted_example_shows_the_true_class_in_blue():
@@ -107,12 +109,18 @@ def test_untargeted_example_shows_the_true_class_in_blue():
     ]
 
 
-def test_universal_perturbation_has_a_colour_bar_in_pixel_units():
-    v = np.full((4, 4, 3), 4 / 255)
+def test_universal_perturbation_per_channel_matches_its_colour_bar():
+    v = np.zeros((4, 4, 3))
+    v[..., 0], v[..., 2] = 4 / 255, -2 / 255
     figure = figures.universal_perturbation(v, scale=0.5 / (8 / 255))
-    image_axis, colorbar_axis = figure.axes
-    assert image_axis.get_images()
-    assert image_axis.get_xlabel() == "max |v| = 4.0/255"
+    rgb, red, green, blue, colorbar_axis = figure.axes
+    assert rgb.get_title() == "v in RGB (max |v| = 4.0/255)"
+    assert "each channel" in rgb.get_xlabel()  # its scale, in words
+    # One diverging scale for the three channel panels, the colour bar's.
+    for axis, value in ((red, 4.0), (green, 0.0), (blue, -2.0)):
+        (image,) = axis.get_images()
+        assert image.get_clim() == pytest.approx((-8.0, 8.0))
+        assert np.asarray(image.get_array()) == pytest.approx(np.full((4, 4), value))
     assert colorbar_axis.get_ylim() == pytest.approx((-8.0, 8.0))
     assert "1/255" in colorbar_axis.get_ylabel()
 

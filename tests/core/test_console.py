@@ -2,8 +2,11 @@
 
 import io
 import logging
+import sys
 
 import keras
+import pytest
+import tensorflow as tf
 from absl import logging as absl_logging
 
 from cifar_denoise_adv.core import console
@@ -33,3 +36,66 @@ def test_the_epoch_line_is_one_plain_line():
 
 def test_a_file_is_not_a_terminal():
     assert not console.is_terminal(io.StringIO())
+
+
+def test_an_op_error_is_one_line_without_the_ops_internals():
+    try:
+        tf.io.decode_image(b"\x89PNG\r\n\x1a\nnot really")
+    except tf.errors.OpError as error:
+        message = console.op_error_message(error)
+    assert message == "Invalid PNG. Failed to initialize decoder."
+    assert console.op_error_message(ValueError("two\nlines")) == "two"
+
+
+@pytest.fixture
+def tensorflow_logger():
+    """The TensorFlow logger's set-up, restored after the test."""
+    logger = logging.getLogger("tensorflow")
+    saved = logger.propagate, list(logger.filters), list(logger.handlers)
+    yield logger
+    logger.propagate = saved[0]
+    logger.filters[:] = saved[1]
+    logger.handlers[:] = saved[2]
+
+
+def test_an_app_prints_each_tensorflow_warning_once(tensorflow_logger, capsys):
+    # As under an absl app: TF's own handler, and absl's on the root logger.
+    own = logging.StreamHandler(sys.stderr)
+    tensorflow_logger.handlers[:] = [own]
+    root = logging.getLogger()
+    extra = logging.StreamHandler(sys.stderr)
+    root.addHandler(extra)
+    try:
+        console.quiet_python_logs()
+        tensorflow_logger.warning("a warning from TensorFlow")
+    finally:
+        root.removeHandler(extra)
+    assert capsys.readouterr().err.count("a warning from TensorFlow") == 1
+
+
+def test_keras_per_model_tracing_is_no_retracing_warning(tensorflow_logger, caplog):
+    # TF counts tracings per code object, and every Keras model's predict
+    # function has the same code: the first predict of a fifth new model reads
+    # as frequent retracing (TF warns at most 5 times per code object and
+    # process, so the message is made here rather than provoked).
+    keras_alarm = (
+        "5 out of the last 9 calls to <function TensorFlowTrainer."
+        "make_predict_function.<locals>.one_step_on_data_distributed at 0x7f> "
+        "triggered tf.function retracing. Tracing is expensive ..."
+    )
+    fit_alarm = keras_alarm.replace(
+        "make_predict_function.<locals>.one_step_on_data_distributed",
+        "_make_function.<locals>.multi_step_on_iterator",
+    )
+    console.quiet_python_logs()
+    tensorflow_logger.propagate = True  # for caplog
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        tensorflow_logger.warning(keras_alarm)
+        tensorflow_logger.warning(fit_alarm)
+        # Retracing of any other function is still reported.
+        square = tf.function(lambda x: x * x)
+        for size in range(1, 8):
+            square(tf.zeros([size]))
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "TensorFlowTrainer" in m]
+    assert [m for m in messages if "retracing" in m and "lambda" in m]

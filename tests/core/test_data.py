@@ -1,5 +1,7 @@
 """The CIFAR-10 sources: local copies in every layout, bad files, TFDS."""
 
+import gzip
+import logging
 import os
 import pickle
 
@@ -114,6 +116,24 @@ def test_corrupt_archive(tmp_path):
         data.read_local_arrays(str(path), "test")
 
 
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"hello, not an archive" * 20, "no tar archive in it, plain or gzip"),
+        (gzip.compress(b"hello" * 200), "no tar archive in it, plain or gzip"),
+    ],
+    ids=["plain", "gzip"],
+)
+def test_a_file_that_is_not_an_archive_is_one_line(tmp_path, content, problem):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as raised:
+        data.read_local_arrays(str(path), "test")
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1, message  # not tarfile's five lines
+    assert problem in message and "ReadError" not in message
+
+
 def test_bad_split():
     with pytest.raises(ValueError, match="split"):
         data.read_local_arrays("/", "validation")
@@ -139,6 +159,16 @@ def test_tfds_source_fails_fast_without_network(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "_reachable", lambda *args: False)
     with pytest.raises(DataError, match="--data_dir.*CIFAR10_DIR"):
         data.load_tfds("train", tfds_data_dir=str(tmp_path))
+
+
+def test_an_unprepared_tfds_copy_gives_the_error_alone(monkeypatch, tmp_path, caplog):
+    # A variant folder without dataset_info.json (an interrupted download):
+    # TFDS warns about it; the error that follows says what to do.
+    (tmp_path / "cifar10" / "3.0.2").mkdir(parents=True)
+    monkeypatch.setattr(data, "_reachable", lambda *args: False)
+    with caplog.at_level(logging.INFO), pytest.raises(DataError, match="--data_dir"):
+        data.load_tfds("train", tfds_data_dir=str(tmp_path))
+    assert not [r for r in caplog.records if "dataset_info" in r.getMessage()]
 
 
 def test_a_data_error_is_a_user_error():

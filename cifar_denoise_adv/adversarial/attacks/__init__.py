@@ -18,6 +18,11 @@ Conventions shared by every function here:
 - A `model_fn` may be random (a randomised defense): the gradient attacks'
   `num_draws` average that many calls' gradients per step (expectation over
   transformation).
+- NumPy in, NumPy out: a function called with NumPy arrays (and no
+  tensor) returns NumPy arrays, also as the fields of `DeepFoolResult` and
+  `UniversalResult`; called with a tensor, it returns tensors. Rates are
+  Python floats either way; `random_perturbation_like` and
+  `chessboard_perturbation`, given only a shape, return tensors.
 - Long loops report progress through an optional `progress` callback, called
   with a dict of plain numbers.
 - Bad arguments raise `UserError` (a `ValueError`) with one line naming the
@@ -45,6 +50,7 @@ Conventions shared by every function here:
   no gradient.
 """
 
+from cifar_denoise_adv.adversarial.attacks import _numpy
 from cifar_denoise_adv.adversarial.attacks import registry
 from cifar_denoise_adv.adversarial.attacks._checks import ModelFn
 from cifar_denoise_adv.adversarial.attacks._checks import Progress
@@ -104,3 +110,9 @@ __all__ = [
     "targeted_success_rate",
     "universal_perturbation",
 ]
+
+# NumPy in, NumPy out (module docstring): each public function, as exported.
+for _name in __all__:
+    if _name[0].islower():
+        globals()[_name] = _numpy.numpy_like_inputs(globals()[_name])
+del _name

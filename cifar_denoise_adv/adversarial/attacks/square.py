@@ -16,6 +16,7 @@ from cifar_denoise_adv.adversarial.attacks._checks import as_images
 from cifar_denoise_adv.adversarial.attacks._checks import as_labels
 from cifar_denoise_adv.adversarial.attacks._checks import check_budget
 from cifar_denoise_adv.adversarial.attacks._checks import check_positive_int
+from cifar_denoise_adv.adversarial.attacks._checks import per_model
 from cifar_denoise_adv.adversarial.attacks.contract import check_model
 from cifar_denoise_adv.core.errors import UserError
 
@@ -25,7 +26,10 @@ from cifar_denoise_adv.core.errors import UserError
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
-@tf.function(reduce_retracing=True)
+# One graph per model: a module-level tf.function taking the model traces
+# again for each new one (the defend job attacks three pipelines), which TF
+# reports as frequent retracing.
+@per_model
 def _margins(model_fn, images, labels):
     """f_y(x) - max_{k != y} f_k(x) per image: < 0 means misclassified."""
     logits = model_fn(images)
