@@ -60,7 +60,7 @@ def _run_row(name: str) -> None:
         sys.executable,
         "-m",
         "cifar_denoise_adv.classify",
-        "--flagfile=flags/classifier_cpu.cfg",
+        "--flagfile=flags/classifier.cfg",
         f"--data_dir={_DATA.value}",
         f"--epochs={_EPOCHS.value}",
         f"--validation_images={_VALIDATION.value}",

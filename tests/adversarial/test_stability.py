@@ -1,4 +1,4 @@
-"""The stability figure: random signs and Gaussian noise, on models with known answers."""
+"""The stability figure: random signs and Gaussian noise, known answers."""
 
 import math
 

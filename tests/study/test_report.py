@@ -387,3 +387,32 @@ def test_classifier_section_describes_the_recipe_that_ran():
         "label smoothing 0.2, batch 256, 60 epochs, augmentation: translation by "
         "up to 2 pixels and flips, 8x8 cutout, precision" in cosine[1][1]
     )
+
+
+def test_classifier_section_has_a_stability_row_per_model():
+    step = _classifier_step(noise_augment=0.1)
+    figures = {
+        "images": 768,
+        "accuracy": 0.832,
+        "signs_changed": {"4/255": 0.05, "10/255": 0.2},
+        "signs_accuracy": {"4/255": 0.8, "10/255": 0.7},
+        "gaussian_accuracy": {"0.02": 0.8, "0.05": 0.6},
+    }
+    step["metrics"]["stability"] = {
+        "test": {"exported": figures, "network": {**figures, "images": 768}}
+    }
+    blocks = adversarial_sections.classifier_section(step)
+    assert "Gaussian noise of std uniform in [0, 0.1]" in blocks[1][1]
+    rows = [r for r in blocks[2][2] if r[0].startswith("stability")]
+    assert rows[0] == [
+        "stability, exported model (768 test images): random signs / Gaussian noise",
+        "4/255: 5.00% changed, 10/255: 20.00% changed; sigma 0.02: 80.00% "
+        "accurate, sigma 0.05: 60.00% accurate",
+        "not reported",
+    ]
+    assert rows[1][0].startswith("stability, network alone")
+    # A run from before the figure existed: no stability row, no error.
+    assert not any(
+        r[0].startswith("stability")
+        for r in adversarial_sections.classifier_section(_classifier_step())[2][2]
+    )

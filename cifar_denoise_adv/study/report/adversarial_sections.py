@@ -36,6 +36,8 @@ def _classifier_recipe(c: dict) -> str:
             augment.append(f"{c['cutout']}x{c['cutout']} cutout")
         if c.get("cutmix"):
             augment.append(f"CutMix on {percent(c['cutmix'])} of the batches")
+    if c.get("noise_augment"):
+        augment.append(f"Gaussian noise of std uniform in [0, {c['noise_augment']:g}]")
     parts = [
         f"SGD Nesterov momentum {c['momentum']:g}, weight decay "
         f"{c['weight_decay']:g}, {schedule}",
@@ -47,6 +49,38 @@ def _classifier_recipe(c: dict) -> str:
         f"seed {c['seed']}",
     ]
     return ", ".join(part for part in parts if part)
+
+
+def stability_rows(m: dict) -> list:
+    """The "stability" rows: plain noise at the attacks' budgets, test images.
+
+    One row per model (the exported one with its test-time augmentation,
+    and the network alone when they differ): the fraction of predictions
+    that random signs change and the accuracy under Gaussian noise. Runs
+    made before the figure existed have none.
+    """
+    rows = []
+    for model, label in (("exported", "exported model"), ("network", "network alone")):
+        figures = m.get("stability", {}).get("test", {}).get(model)
+        if not figures or (model == "network" and not m["config"].get("tta")):
+            continue
+        signs = ", ".join(
+            f"{name}: {percent(value)} changed"
+            for name, value in figures["signs_changed"].items()
+        )
+        gauss = ", ".join(
+            f"sigma {name}: {percent(value)} accurate"
+            for name, value in figures["gaussian_accuracy"].items()
+        )
+        rows.append(
+            [
+                f"stability, {label} ({figures['images']} test images): random "
+                "signs / Gaussian noise",
+                f"{signs}; {gauss}",
+                NOT_REPORTED,
+            ]
+        )
+    return rows
 
 
 def classifier_section(step: dict) -> list:
@@ -86,6 +120,7 @@ def classifier_section(step: dict) -> list:
                 NOT_REPORTED,
             ]
         )
+    rows += stability_rows(m)
     if "train_accuracy" in m:
         rows.append(
             [
