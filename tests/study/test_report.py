@@ -146,6 +146,16 @@ def test_sweep_table_and_minutes_count_reused_runs():
     assert "Total minutes of the steps (their last runs): 4.0; " in " ".join(items)
     text = adversarial_sections.sweep_budgets(sweep)
     assert "deepfool not within xi <= 8/255" in text and "sgd at xi = 6.00/255" in text
+    # Best baseline per xi: max(2%, 4%) = 4%, max(10%, 25%) = 25%; deepfool
+    # 10% - 4% and 60% - 25%, sgd 30% - 4% and 80% - 25%.
+    assert adversarial_sections.sweep_margin(sweep) == (
+        "Beating the better of random signs and the chessboard by at least 10 "
+        "points on the unseen test images: deepfool at 8/255; sgd at 2/255, "
+        "8/255 (of xi x 255 = 2, 8)."
+    )
+    assert "deepfool at no xi; sgd at no xi" in adversarial_sections.sweep_margin(
+        sweep, margin=0.6
+    )
     sweep["images"] = {"train": 1000, "test": 768}
     assert adversarial_sections.sweep_budgets(sweep).startswith(
         "Sweep (v computed on 1000 training images; rates also on 768 test images):"
