@@ -50,6 +50,14 @@ _VALIDATION = flags.DEFINE_integer("validation_images", 1000, "Validation split.
 _ROWS = flags.DEFINE_list("rows", list(ROWS), f"Rows to run, of {list(ROWS)}.")
 _PRECISION = flags.DEFINE_string("precision", "mixed_bfloat16", "--precision.")
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only tabulate finished rows.")
+_MEASURE = flags.DEFINE_string(
+    "measure",
+    None,
+    "A run folder whose model.keras is written: measure its stability on "
+    "--split (validation: the run's split by its seed; test) and write "
+    "stability_<split>.json there, without the classify job's other figures.",
+)
+_SPLIT = flags.DEFINE_enum("split", "validation", ["validation", "test"], "--measure.")
 
 
 def _run_row(name: str) -> None:
@@ -88,7 +96,7 @@ def row_figures(name: str, metrics: dict) -> list[dict]:
                 "accuracy": figures["accuracy"],
                 **{f"signs {k}": v for k, v in figures["signs_changed"].items()},
                 **{f"gauss {k}": v for k, v in figures["gaussian_accuracy"].items()},
-                "train_minutes": metrics.get("train_seconds", 0) / 60,
+                "train_minutes": metrics.get("train_seconds_total", 0) / 60,
             }
         )
     return rows
@@ -115,8 +123,47 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def measure_run(run_dir: str, split: str) -> dict:
+    """`stability.measure` of a run's exported model and its network."""
+    import keras  # noqa: PLC0415 - only this mode needs TensorFlow
+
+    import cifar_denoise_adv  # noqa: F401, PLC0415 - registers the layers
+    from cifar_denoise_adv.adversarial import classifier  # noqa: PLC0415
+    from cifar_denoise_adv.adversarial import stability  # noqa: PLC0415
+    from cifar_denoise_adv.core import data  # noqa: PLC0415
+    from cifar_denoise_adv.core import pipelines  # noqa: PLC0415
+
+    with open(os.path.join(run_dir, "run.json")) as f:
+        config = json.load(f)["settings"]
+    if split == "test":
+        images, labels = data.load_arrays("test", _DATA.value)
+    else:
+        images, labels = data.load_arrays("train", _DATA.value)
+        _, held = pipelines.validation_split(
+            config["validation_images"], len(images), config["seed"]
+        )
+        images, labels = images[held], labels[held]
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    network, _ = classifier.test_time_augmentation(model)
+    result = {}
+    for name, net in (("network", network), ("exported", model)):
+        result[name] = stability.measure(
+            lambda x, net=net: net.predict(x, batch_size=256, verbose=0),
+            images,
+            labels,
+            seed=config["seed"],
+        )
+        print(f"{run_dir} {split} {name}: {stability.summary(result[name])}")
+    with open(os.path.join(run_dir, f"stability_{split}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
 def main(argv):
     del argv
+    if _MEASURE.value:
+        measure_run(_MEASURE.value, _SPLIT.value)
+        return
     unknown = [name for name in _ROWS.value if name not in ROWS]
     if unknown:
         raise app.UsageError(
@@ -130,9 +177,14 @@ def main(argv):
     rows = []
     for name in _ROWS.value:
         path = os.path.join(_OUT.value, name, "metrics.json")
+        measured = os.path.join(_OUT.value, name, "stability_validation.json")
         if os.path.exists(path):
             with open(path) as f:
                 rows += row_figures(name, json.load(f))
+        elif os.path.exists(measured):
+            with open(measured) as f:
+                figures = {"stability": {"validation": json.load(f)}}
+            rows += row_figures(name, figures)
     if not rows:
         print("no finished rows")
         return
