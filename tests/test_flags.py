@@ -87,7 +87,8 @@ def test_flag_file_parses_with_its_app(path, tmp_path, monkeypatch):
 def test_nested_flag_files_keep_the_including_files_values():
     classifier = classify.APP.parse(["prog", f"--flagfile={FLAG_DIR}/classifier.cfg"])
     cpu = classify.APP.parse(["prog", f"--flagfile={FLAG_DIR}/classifier_cpu.cfg"])
-    assert (classifier.epochs, cpu.epochs) == (40, 60)
+    assert (classifier.epochs, cpu.epochs) == (40, 30)
+    assert (classifier.noise_augment, cpu.noise_augment) == (0.0, 0.1)
     assert (classifier.validation_images, cpu.validation_images) == (5000, 0)
     assert cpu.width == classifier.width == 64 and cpu.cutmix == 0.5
 

@@ -23,6 +23,7 @@ from keras import layers
 _PACKAGE = "cifar_denoise_adv"
 WHITENING_SIZE = 2  # the whitening conv's kernel side
 WHITENING_EPS = 5e-4
+WHITENING_FILTERS = 2 * WHITENING_SIZE**2 * 3  # eigenvectors and their negatives
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -177,7 +178,8 @@ def build_airbench(
 
     Args:
       whitening: the whitening conv's kernel, `whitening_kernel(...)`; it
-        stays frozen (its bias trains).
+        stays frozen (its bias trains). None: a trainable 2x2 conv of the
+        same width instead (the ablation without whitening).
       width: channels of the first group; the others have 4x.
       depth: convs per group: 2 (airbench94) or 3 (airbench96: the last
         two with a residual connection over them).
@@ -201,9 +203,16 @@ def build_airbench(
     x = layers.Normalization(mean=mean, variance=[s**2 for s in std], name="normalize")(
         images
     )
-    whiten = Whiten(whitening.shape[-1], name="whiten")
-    x = layers.Activation("gelu", name="whiten_gelu")(whiten(x))
-    whiten.kernel.assign(whitening)
+    if whitening is None:
+        # The ablation's "no whitening": the same 2x2 valid conv, trained.
+        whiten = layers.Conv2D(
+            WHITENING_FILTERS, WHITENING_SIZE, padding="valid", name="whiten"
+        )
+        x = layers.Activation("gelu", name="whiten_gelu")(whiten(x))
+    else:
+        whiten = Whiten(whitening.shape[-1], name="whiten")
+        x = layers.Activation("gelu", name="whiten_gelu")(whiten(x))
+        whiten.kernel.assign(whitening)
     for group, group_width in enumerate((width, 4 * width, 4 * width), 1):
         x = _conv(group_width, f"group{group}_conv1")(x)
         x = layers.MaxPooling2D(2, name=f"group{group}_pool")(x)

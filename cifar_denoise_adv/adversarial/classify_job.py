@@ -16,6 +16,7 @@ import numpy as np
 
 from cifar_denoise_adv.adversarial import airbench
 from cifar_denoise_adv.adversarial import classifier
+from cifar_denoise_adv.adversarial import stability
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
@@ -40,6 +41,12 @@ EVALUATED_ON = {
         "the test images, once, at the end, with --tta (the exported model)"
     ),
     "test_accuracy_without_tta": "the test images, the network without --tta",
+    "stability": (
+        "the test (and validation) images: the network without --tta and the "
+        "exported model; random signs of --stability_signs (fraction of "
+        "predictions changed) and Gaussian noise of --stability_sigmas "
+        "(accuracy)"
+    ),
 }
 
 
@@ -132,6 +139,40 @@ class ClassifyConfig(training.TrainingConfig):
         low=0.0,
         high=1.0,
     )
+    whiten: bool = setting(
+        True,
+        "airbench: a frozen 2x2 conv that whitens the training images' patches "
+        "first (--nowhiten: a trainable 2x2 conv of the same shape).",
+    )
+    whiten_eps: float = setting(
+        airbench.WHITENING_EPS,
+        "airbench: added to the patch covariance's eigenvalues before the "
+        "whitening divides by their square roots (normalised pixels squared); "
+        "larger damps the small-eigenvalue, high-frequency directions.",
+        low=0.0,
+    )
+    noise_augment: float = setting(
+        0.0,
+        "Gaussian noise on training images: each image's std drawn uniformly "
+        "in [0, this] (pixels, clipped to [0, 1]; 0: none).",
+        unit=config_lib.PIXEL,
+        low=0.0,
+    )
+    stability_signs: tuple[float, ...] = setting(
+        stability.SIGN_BUDGETS,
+        "L-inf budgets of the random signs of the stability figure (the "
+        "attacks' budgets).",
+        unit=config_lib.PIXEL,
+        low=0.0,
+        low_open=True,
+    )
+    stability_sigmas: tuple[float, ...] = setting(
+        stability.GAUSSIAN_SIGMAS,
+        "Gaussian noise levels (std, pixels) of the stability figure.",
+        unit=config_lib.PIXEL,
+        low=0.0,
+        low_open=True,
+    )
     tta: int = setting(
         2,
         "Test-time augmentation built into the exported model: 0 none, 1 "
@@ -211,6 +252,7 @@ def _train(config, setup: training.RunStart, start: float, log, verbose) -> dict
     )
     evaluation = evaluate(model, images, labels)
     accuracies = _other_accuracies(model, network, setup, images, labels)
+    steadiness = _stability(config, model, network, setup, images, labels, log)
     _figures(config, evaluation, labels)
     record = outputs.write_record(
         config,
@@ -225,6 +267,7 @@ def _train(config, setup: training.RunStart, start: float, log, verbose) -> dict
             "resumed_from_epoch": fit["resumed_from_epoch"],
             "test_accuracy": evaluation["accuracy"],
             **accuracies,
+            "stability": steadiness,
             "per_class_accuracy": evaluation["per_class"],
             "confusion_matrix": evaluation["matrix"].tolist(),
             "history": fit["history"],
@@ -248,6 +291,7 @@ def _pipelines(config: ClassifyConfig, setup: training.RunStart):
         translate=config.translate,
         cutout=config.cutout,
         cutmix=config.cutmix,
+        noise=config.noise_augment,
         one_hot=data.NUM_CLASSES,
     )
     validation = None
@@ -290,6 +334,38 @@ def _other_accuracies(model, network, setup, test_images, test_labels) -> dict:
     return result
 
 
+def _stability(config, model, network, setup, test_images, test_labels, log) -> dict:
+    """`stability.measure` of the network and the exported model.
+
+    On the test images and, when there is a validation split, on it:
+    {"test": {"network": {...}, "exported": {...}}, "validation": {...}};
+    also to TensorBoard (tb/stability) and one log line per split.
+    """
+    splits = {"test": (test_images, test_labels)}
+    if setup.validation_set is not None:
+        splits["validation"] = _arrays(setup.validation_set)
+    result, tb = {}, {}
+    for split, (images, labels) in splits.items():
+        result[split] = {}
+        for name, net in (("network", network), ("exported", model)):
+            figures = stability.measure(
+                lambda x, net=net: net.predict(x, batch_size=256, verbose=0),
+                images,
+                labels,
+                config.stability_signs,
+                config.stability_sigmas,
+                seed=config.seed,
+            )
+            result[split][name] = figures
+            tb.update(stability.scalars(figures, f"stability/{split}/{name}"))
+        log(
+            f"stability on {len(labels)} {split} images, exported model (--tta="
+            f"{config.tta}): {stability.summary(result[split]['exported'])}"
+        )
+    summaries.write(summaries.log_dir(config.run_dir, "stability"), scalars=tb)
+    return result
+
+
 def _accuracy(model, images, labels) -> float:
     predicted = model.predict(images, batch_size=256, verbose=0).argmax(1)
     return float(np.mean(predicted == labels))
@@ -300,10 +376,12 @@ def _build(config: ClassifyConfig, setup: training.RunStart) -> keras.Model:
     if config.arch == "airbench":
         images = np.stack([x for x, _ in setup.train_set.take(5000)])
         whitening = airbench.whitening_kernel(
-            images, classifier.CIFAR10_MEAN, classifier.CIFAR10_STD
+            images, classifier.CIFAR10_MEAN, classifier.CIFAR10_STD, config.whiten_eps
         )
         model = airbench.build_airbench(
-            whitening, width=config.width, depth=config.depth
+            whitening if config.whiten else None,
+            width=config.width,
+            depth=config.depth,
         )
     else:
         model = classifier.build_classifier(width=config.width, dropout=config.dropout)

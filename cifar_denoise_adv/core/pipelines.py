@@ -138,6 +138,28 @@ def apply_cutmix(
     return images, labels
 
 
+def add_gaussian_noise(
+    images: tf.Tensor, seed: tf.Tensor, max_sigma: float
+) -> tf.Tensor:
+    """Each image plus Gaussian noise of its own std, uniform in [0, max_sigma].
+
+    Noise augmentation over a range of levels (clean images included), so
+    the classifier learns to ignore plain noise without losing clean
+    accuracy to one fixed level; the result is clipped to [0, 1].
+
+    Args:
+      images: float32 [B, H, W, C] in [0, 1].
+      seed: int [2] stateless seed of this batch.
+      max_sigma: largest std, pixels.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    sigma = tf.random.stateless_uniform(
+        [tf.shape(images)[0], 1, 1, 1], seeds[0], 0.0, max_sigma
+    )
+    noise = tf.random.stateless_normal(tf.shape(images), seeds[1])
+    return tf.clip_by_value(images + sigma * noise, 0.0, 1.0)
+
+
 def labelled_batches(
     dataset: tf.data.Dataset,
     *,
@@ -148,6 +170,7 @@ def labelled_batches(
     translate: int = 4,
     cutout: int = 0,
     cutmix: float = 0.0,
+    noise: float = 0.0,
     one_hot: int = 0,
     shuffle_buffer: int = 50_000,
 ) -> tf.data.Dataset:
@@ -164,6 +187,8 @@ def labelled_batches(
       cutout: with `augment`, side of the cutout square (0: none).
       cutmix: with `augment` and `one_hot`, the chance that a training batch
         is mixed by `cutmix` (0: never).
+      noise: if > 0, training images get Gaussian noise of a std drawn
+        per image uniformly in [0, noise] (`add_gaussian_noise`), last.
       one_hot: if > 0, labels become float32 [B, one_hot] distributions
         (one-hot; CutMix mixes them); else they stay integers.
       shuffle_buffer: shuffle buffer size.
@@ -194,4 +219,15 @@ def labelled_batches(
                 lambda pair, batch_seed: apply_cutmix(*pair, batch_seed, cutmix),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
+    if training and noise:
+        seeds = tf.data.Dataset.random(
+            seed=seed + 2, rerandomize_each_iteration=True
+        ).batch(2)
+        batches = tf.data.Dataset.zip(batches, seeds).map(
+            lambda pair, batch_seed: (
+                add_gaussian_noise(pair[0], batch_seed, noise),
+                pair[1],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return batches.prefetch(tf.data.AUTOTUNE)

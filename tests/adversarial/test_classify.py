@@ -48,10 +48,32 @@ def test_classify_app_writes_every_promised_output(tiny_cifar, tmp_path):
             "--label_smoothing=0.1",
             "--cutout=8",
             "--cutmix=0.5",
+            "--noise_augment=0.1",
+            "--whiten_eps=1e-2",
+            "--stability_signs=4/255,10/255,0.1",
         ]
     )
-    classify.APP.job(config, log=lambda message: None)
+    lines = []
+    classify.APP.job(config, log=lines.append)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    # Stability: both splits, both models, the budgets asked for; its clean
+    # accuracy is the run's own (same images, same models).
+    steady = metrics["stability"]
+    assert set(steady) == {"test", "validation"}
+    assert set(steady["test"]) == {"network", "exported"}
+    exported = steady["test"]["exported"]
+    assert list(exported["signs_changed"]) == ["4/255", "10/255", "0.1"]
+    assert list(exported["gaussian_accuracy"]) == ["0.02", "0.05"]
+    assert exported["images"] == 4 and steady["validation"]["network"]["images"] == 4
+    assert exported["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert steady["test"]["network"]["accuracy"] == pytest.approx(
+        metrics["test_accuracy_without_tta"]
+    )
+    assert steady["validation"]["exported"]["accuracy"] == pytest.approx(
+        metrics["validation_accuracy"]
+    )
+    assert sum("stability on 4 test images" in line for line in lines) == 1
+    assert list((run_dir / "tb" / "stability").iterdir())
     for name in (
         "flags.cfg",
         "confusion_matrix.png",
@@ -157,3 +179,21 @@ def _batch_norm_configs(saved):
     elif isinstance(saved, list):
         for value in saved:
             yield from _batch_norm_configs(value)
+
+
+def test_airbench_without_whitening_trains_its_first_conv():
+    from cifar_denoise_adv.adversarial import airbench
+
+    images = np.random.default_rng(0).uniform(size=(8, 32, 32, 3)).astype(np.float32)
+    kernel = airbench.whitening_kernel(images, (0.5,) * 3, (0.25,) * 3)
+    whitened = airbench.build_airbench(kernel, width=4).get_layer("whiten")
+    assert [w.name for w in whitened.trainable_weights] == ["bias"]
+    plain = airbench.build_airbench(None, width=4).get_layer("whiten")
+    assert {w.name for w in plain.trainable_weights} == {"kernel", "bias"}
+    assert plain.kernel.shape == kernel.shape
+    # A larger eps damps the smallest-eigenvalue (last) filters most.
+    damped = airbench.whitening_kernel(images, (0.5,) * 3, (0.25,) * 3, eps=1.0)
+    ratio = np.abs(damped).reshape(-1, 24).max(0) / np.abs(kernel).reshape(-1, 24).max(
+        0
+    )
+    assert ratio[11] < ratio[0] < 1.0

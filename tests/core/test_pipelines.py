@@ -128,3 +128,25 @@ def test_one_hot_batches_with_cutmix_are_distributions():
     )
     _, labels = next(iter(plain))
     np.testing.assert_array_equal(labels.numpy(), np.eye(10)[np.arange(8) % 10])
+
+
+def test_gaussian_noise_augmentation_draws_a_level_per_image_and_clips():
+    images = tf.fill([64, 8, 8, 3], 0.5)
+    noised = pipelines.add_gaussian_noise(images, tf.constant([1, 2]), 0.2).numpy()
+    stds = (noised - 0.5).reshape(64, -1).std(axis=1)
+    # Levels uniform in [0, 0.2]: spread over the range, none above it.
+    assert stds.max() < 0.2 * 1.1 and stds.min() < 0.05 and stds.max() > 0.15
+    edges = pipelines.add_gaussian_noise(
+        tf.ones([4, 8, 8, 3]), tf.constant([3, 4]), 1.0
+    )
+    assert float(tf.reduce_max(edges)) <= 1.0
+    batches = pipelines.labelled_batches(
+        pipelines.from_arrays(np.full((8, 8, 8, 3), 0.5, np.float32), np.zeros(8)),
+        batch_size=8,
+        seed=0,
+        training=True,
+        augment=False,
+        noise=0.1,
+    )
+    first, second = (x.numpy() for x, _ in batches.repeat(2))
+    assert np.abs(first - 0.5).max() > 0 and not np.allclose(first, second)

@@ -146,6 +146,16 @@ def test_sweep_table_and_minutes_count_reused_runs():
     assert "Total minutes of the steps (their last runs): 4.0; " in " ".join(items)
     text = adversarial_sections.sweep_budgets(sweep)
     assert "deepfool not within xi <= 8/255" in text and "sgd at xi = 6.00/255" in text
+    # Best baseline per xi: max(2%, 4%) = 4%, max(10%, 25%) = 25%; deepfool
+    # 10% - 4% and 60% - 25%, sgd 30% - 4% and 80% - 25%.
+    assert adversarial_sections.sweep_margin(sweep) == (
+        "Beating the better of random signs and the chessboard by at least 10 "
+        "points on the unseen test images: deepfool at 8/255; sgd at 2/255, "
+        "8/255 (of xi x 255 = 2, 8)."
+    )
+    assert "deepfool at no xi; sgd at no xi" in adversarial_sections.sweep_margin(
+        sweep, margin=0.6
+    )
     sweep["images"] = {"train": 1000, "test": 768}
     assert adversarial_sections.sweep_budgets(sweep).startswith(
         "Sweep (v computed on 1000 training images; rates also on 768 test images):"
@@ -386,4 +396,33 @@ def test_classifier_section_describes_the_recipe_that_ran():
         "peak learning rate 0.375 after 2 warm-up epochs, then cosine decay, "
         "label smoothing 0.2, batch 256, 60 epochs, augmentation: translation by "
         "up to 2 pixels and flips, 8x8 cutout, precision" in cosine[1][1]
+    )
+
+
+def test_classifier_section_has_a_stability_row_per_model():
+    step = _classifier_step(noise_augment=0.1)
+    figures = {
+        "images": 768,
+        "accuracy": 0.832,
+        "signs_changed": {"4/255": 0.05, "10/255": 0.2},
+        "signs_accuracy": {"4/255": 0.8, "10/255": 0.7},
+        "gaussian_accuracy": {"0.02": 0.8, "0.05": 0.6},
+    }
+    step["metrics"]["stability"] = {
+        "test": {"exported": figures, "network": {**figures, "images": 768}}
+    }
+    blocks = adversarial_sections.classifier_section(step)
+    assert "Gaussian noise of std uniform in [0, 0.1]" in blocks[1][1]
+    rows = [r for r in blocks[2][2] if r[0].startswith("stability")]
+    assert rows[0] == [
+        "stability, exported model (768 test images): random signs / Gaussian noise",
+        "4/255: 5.00% changed, 10/255: 20.00% changed; sigma 0.02: 80.00% "
+        "accurate, sigma 0.05: 60.00% accurate",
+        "not reported",
+    ]
+    assert rows[1][0].startswith("stability, network alone")
+    # A run from before the figure existed: no stability row, no error.
+    assert not any(
+        r[0].startswith("stability")
+        for r in adversarial_sections.classifier_section(_classifier_step())[2][2]
     )
