@@ -95,7 +95,7 @@ def test_every_app_is_a_console_script_and_readme_names_it():
     lines = setup["options.entry_points"]["console_scripts"].strip().splitlines()
     scripts = dict(line.replace(" ", "").split("=") for line in lines)
     apps = _apps()
-    assert len(apps) == 9
+    assert len(apps) == 10
     for name in apps:
         module = "study.__main__" if name == "study" else name
         command = "cifar-" + name.replace("_", "-")
@@ -109,9 +109,10 @@ def test_the_common_flags_are_as_readme_says():
         name: {f.name for f in dataclasses.fields(app.config)}
         for name, app in _apps().items()
     }
-    reading = ["noise", "denoise", "classify", "targeted", "universal", "defend"]
+    reading = ["noise", "denoise", "classify", "targeted", "universal", "sweep"]
+    reading.append("defend")
     listed = ", ".join(f"`{name}`" for name in reading)
-    assert f"The six that read CIFAR-10 ({listed})" in " ".join(README.split())
+    assert f"The seven that read CIFAR-10 ({listed})" in " ".join(README.split())
     for name in reading:
         assert {"data_dir", "run_dir", "seed"} <= fields[name], name
     assert "run_dir" in fields["compare"] and "data_dir" not in fields["compare"]

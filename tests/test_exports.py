@@ -26,6 +26,7 @@ EXPORTS = {
     "classify": "tests/adversarial/test_attack_apps.py",
     "targeted": None,
     "universal": None,
+    "sweep": None,  # universal runs' perturbations as .npz
     "defend": "tests/defense/test_defend_app.py",
     "study": None,  # runs the apps above in step folders
 }

@@ -16,12 +16,12 @@ import numpy as np
 
 from cifar_denoise_adv.adversarial import airbench
 from cifar_denoise_adv.adversarial import classifier
+from cifar_denoise_adv.adversarial import classifier_evaluation as evaluation_lib
 from cifar_denoise_adv.adversarial import stability
 from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import pipelines
-from cifar_denoise_adv.core import plots
 from cifar_denoise_adv.core import precision
 from cifar_denoise_adv.core import runs
 from cifar_denoise_adv.core import schedules
@@ -246,14 +246,21 @@ def _train(config, setup: training.RunStart, start: float, log, verbose) -> dict
         verbose=verbose,
         log=log,
     )
-    images, labels = _arrays(setup.test_set)
+    images, labels = evaluation_lib.arrays(setup.test_set)
     export_error = training.finish_training(
         model, config.run_dir, images[:8], names=("images", "logits")
     )
-    evaluation = evaluate(model, images, labels)
-    accuracies = _other_accuracies(model, network, setup, images, labels)
-    steadiness = _stability(config, model, network, setup, images, labels, log)
-    _figures(config, evaluation, labels)
+    evaluation = evaluation_lib.evaluate(model, images, labels)
+    accuracies = evaluation_lib.other_accuracies(model, network, setup, images, labels)
+    steadiness = evaluation_lib.stability_figures(
+        config, model, network, setup, (images, labels), log
+    )
+    evaluation_lib.write_figures(
+        config.run_dir,
+        evaluation,
+        labels,
+        os.path.join(config.run_dir, PREDICTIONS_FILE),
+    )
     record = outputs.write_record(
         config,
         "classify",
@@ -311,66 +318,6 @@ def _pipelines(config: ClassifyConfig, setup: training.RunStart):
     return train, validation
 
 
-def _arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = zip(*dataset.batch(1024).as_numpy_iterator(), strict=True)
-    return np.concatenate(images), np.concatenate(labels)
-
-
-def _other_accuracies(model, network, setup, test_images, test_labels) -> dict:
-    """Train and validation accuracy, and test accuracy without TTA.
-
-    Training images are unaugmented; `model` is the exported classifier
-    (with --tta), `network` the trained net alone.
-    """
-    result = {}
-    for name, dataset in (
-        ("train", setup.train_set),
-        ("validation", setup.validation_set),
-    ):
-        if dataset is not None:
-            images, labels = _arrays(dataset)
-            result[f"{name}_accuracy"] = _accuracy(model, images, labels)
-    result["test_accuracy_without_tta"] = _accuracy(network, test_images, test_labels)
-    return result
-
-
-def _stability(config, model, network, setup, test_images, test_labels, log) -> dict:
-    """`stability.measure` of the network and the exported model.
-
-    On the test images and, when there is a validation split, on it:
-    {"test": {"network": {...}, "exported": {...}}, "validation": {...}};
-    also to TensorBoard (tb/stability) and one log line per split.
-    """
-    splits = {"test": (test_images, test_labels)}
-    if setup.validation_set is not None:
-        splits["validation"] = _arrays(setup.validation_set)
-    result, tb = {}, {}
-    for split, (images, labels) in splits.items():
-        result[split] = {}
-        for name, net in (("network", network), ("exported", model)):
-            figures = stability.measure(
-                lambda x, net=net: net.predict(x, batch_size=256, verbose=0),
-                images,
-                labels,
-                config.stability_signs,
-                config.stability_sigmas,
-                seed=config.seed,
-            )
-            result[split][name] = figures
-            tb.update(stability.scalars(figures, f"stability/{split}/{name}"))
-        log(
-            f"stability on {len(labels)} {split} images, exported model (--tta="
-            f"{config.tta}): {stability.summary(result[split]['exported'])}"
-        )
-    summaries.write(summaries.log_dir(config.run_dir, "stability"), scalars=tb)
-    return result
-
-
-def _accuracy(model, images, labels) -> float:
-    predicted = model.predict(images, batch_size=256, verbose=0).argmax(1)
-    return float(np.mean(predicted == labels))
-
-
 def _build(config: ClassifyConfig, setup: training.RunStart) -> keras.Model:
     """The network to train (without test-time augmentation), compiled."""
     if config.arch == "airbench":
@@ -411,44 +358,3 @@ def _callbacks(config: ClassifyConfig, setup: training.RunStart) -> list:
         return []
     total = config.epochs * setup.steps_per_epoch
     return [airbench.Lookahead(total, start_step=3 * setup.steps_per_epoch)]
-
-
-def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy, per-class accuracy, confusion matrix, logits and speed.
-
-    Args:
-      model: images [N, 32, 32, 3] in [0, 1] -> logits [N, 10].
-      images: float32 [N, 32, 32, 3] in [0, 1].
-      labels: int [N] true classes.
-    """
-    begin = time.perf_counter()
-    logits = model.predict(images, batch_size=256, verbose=0)
-    images_per_s = len(images) / (time.perf_counter() - begin)
-    predicted = logits.argmax(axis=1)
-    matrix = np.zeros((data.NUM_CLASSES, data.NUM_CLASSES), np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
-    return {
-        "logits": logits,
-        "accuracy": float(np.mean(predicted == labels)),
-        "per_class": dict(zip(data.CLASS_NAMES, per_class.tolist(), strict=True)),
-        "matrix": matrix,
-        "images_per_s": images_per_s,
-    }
-
-
-def _figures(config: ClassifyConfig, evaluation: dict, labels: np.ndarray) -> None:
-    outputs.save_npz(
-        os.path.join(config.run_dir, PREDICTIONS_FILE),
-        logits=evaluation["logits"],
-        labels=labels,
-    )
-    outputs.save_figure(
-        plots.confusion_matrix(
-            evaluation["matrix"],
-            data.CLASS_NAMES,
-            title=f"test accuracy {100 * evaluation['accuracy']:.2f}% "
-            f"({len(labels)} images)",
-        ),
-        os.path.join(config.run_dir, "confusion_matrix.png"),
-    )

@@ -81,6 +81,12 @@ class SweepConfig(UniversalConfig):
         if not self.sweep_xi:
             raise UserError("--sweep_xi: expected at least one budget xi.")
 
+    def ignored(self) -> dict[str, str]:
+        # Both methods run, each at every budget: every method's settings
+        # are used, --method and --xi are not.
+        why = "the sweep runs both methods at each budget of --sweep_xi"
+        return dict.fromkeys(("method", "xi"), why)
+
     def universal(self, method: str, xi: float, run_dir: str) -> UniversalConfig:
         """The universal job's config of the (method, xi) run."""
         values = {name: getattr(self, name) for name in _UNIVERSAL_FIELDS}

@@ -105,11 +105,6 @@ class UniversalConfig(classifier.AttackConfig):
                 f"--sgd_step_size={self.sgd_step_size}."
             )
 
-    def ignored(self) -> dict[str, str]:
-        if not self.sweep_xi:
-            return super().ignored()
-        return dict.fromkeys(("method", "xi"), "--sweep_xi runs both at each budget")
-
     @property
     def p(self) -> float:
         """The lp norm as a number (2 or inf)."""

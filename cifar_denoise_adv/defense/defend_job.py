@@ -25,7 +25,6 @@ from cifar_denoise_adv.core import config as config_lib
 from cifar_denoise_adv.core import data
 from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import runs
-from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.config import setting
 from cifar_denoise_adv.core.errors import UserError
 from cifar_denoise_adv.defense import checks
@@ -310,7 +309,7 @@ def _evaluate(config, pipelines, arrays, sigmas, tta, start, log) -> dict:
     weak = classifier_lib.weak_classifier_warnings(
         {"test images": (clean["accuracy"], clean["images"])}
     )
-    _figures(config, results, pipelines, examples)
+    figures.write_all(config, results, pipelines, examples)
     _write_per_image(config, results)
     record = outputs.write_record(
         config,
@@ -384,61 +383,6 @@ def _export(config, pipelines, sample) -> dict:
             sample,
         )
     return exported
-
-
-def _figures(config, results, pipelines, examples) -> None:
-    run_dir = config.run_dir
-    eps = config.reference_epsilon
-    square = []
-    for p in pipelines:
-        row = results.find(
-            p.name, evaluation.GRADIENT_FREE, evaluation.Attack("square", eps)
-        )
-        if row is None:  # not in --attacks
-            continue
-        square.append(
-            (p.name, min(config.epsilons, key=lambda e: abs(e - eps)), row["accuracy"])
-        )
-    outputs.save_figure(
-        figures.accuracy_vs_epsilon(results, pipelines, config.epsilons, square),
-        os.path.join(run_dir, "accuracy_vs_eps.png"),
-    )
-    classifier, denoised = pipelines[0].model, pipelines[1]
-
-    def predict(model):
-        return lambda x: np.asarray(model.predict(x, verbose=0)).argmax(1)
-
-    def denoise(x):
-        return np.clip(denoised.denoiser.predict(x, verbose=0), 0.0, 1.0)
-
-    outputs.save_figure(
-        figures.examples(
-            examples, predict(classifier), denoise, predict(denoised.model), eps
-        ),
-        os.path.join(run_dir, "examples.png"),
-    )
-    found = figures.curves(results, pipelines, sorted(config.epsilons))
-    steps = [0] + [round(e * 255) for e in sorted(config.epsilons)]
-    for (name, threat), lines in found.items():
-        for attack, points in lines.items():
-            for step, accuracy in zip(steps, points, strict=True):
-                summaries.write(
-                    summaries.log_dir(run_dir),
-                    scalars={f"accuracy/{attack}/{name}/{threat}": accuracy},
-                    step=step,
-                )
-    summaries.write(
-        summaries.log_dir(run_dir),
-        images={
-            "image_oblivious_denoised_adaptive_denoised": summaries.side_by_side(
-                examples.images,
-                examples.oblivious,
-                denoise(examples.oblivious),
-                examples.adaptive,
-                denoise(examples.adaptive),
-            )
-        },
-    )
 
 
 def _write_per_image(config, results) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from cifar_denoise_adv.core import data
+from cifar_denoise_adv.core import outputs
 from cifar_denoise_adv.core import plots
+from cifar_denoise_adv.core import summaries
 from cifar_denoise_adv.core.plots import plt
 from cifar_denoise_adv.defense.evaluation import EOT
+from cifar_denoise_adv.defense.evaluation import GRADIENT_FREE
 from cifar_denoise_adv.defense.evaluation import NONE
 from cifar_denoise_adv.defense.evaluation import OBLIVIOUS
 from cifar_denoise_adv.defense.evaluation import Attack
@@ -159,4 +164,61 @@ def examples(examples, classify, denoise, defended, epsilon: float):
         titles,
         title=f"PGD at eps {epsilon * 255:.3g}/255: computed on the classifier "
         "(oblivious) or through denoiser and classifier (adaptive)",
+    )
+
+
+def write_all(config, results, pipelines, shown) -> None:
+    """The defend job's figures and TensorBoard curves and images.
+
+    accuracy_vs_eps.png and examples.png in `config.run_dir`, and under tb/
+    the accuracy per attack, pipeline and threat model against eps (step =
+    eps x 255) and an image | oblivious | denoised | adaptive | denoised grid.
+    """
+    run_dir = config.run_dir
+    eps = config.reference_epsilon
+    square = []
+    for p in pipelines:
+        row = results.find(p.name, GRADIENT_FREE, Attack("square", eps))
+        if row is None:  # not in --attacks
+            continue
+        square.append(
+            (p.name, min(config.epsilons, key=lambda e: abs(e - eps)), row["accuracy"])
+        )
+    outputs.save_figure(
+        accuracy_vs_epsilon(results, pipelines, config.epsilons, square),
+        os.path.join(run_dir, "accuracy_vs_eps.png"),
+    )
+    classifier, denoised = pipelines[0].model, pipelines[1]
+
+    def predict(model):
+        return lambda x: np.asarray(model.predict(x, verbose=0)).argmax(1)
+
+    def denoise(x):
+        return np.clip(denoised.denoiser.predict(x, verbose=0), 0.0, 1.0)
+
+    outputs.save_figure(
+        examples(shown, predict(classifier), denoise, predict(denoised.model), eps),
+        os.path.join(run_dir, "examples.png"),
+    )
+    found = curves(results, pipelines, sorted(config.epsilons))
+    steps = [0] + [round(e * 255) for e in sorted(config.epsilons)]
+    for (name, threat), lines in found.items():
+        for attack, points in lines.items():
+            for step, accuracy in zip(steps, points, strict=True):
+                summaries.write(
+                    summaries.log_dir(run_dir),
+                    scalars={f"accuracy/{attack}/{name}/{threat}": accuracy},
+                    step=step,
+                )
+    summaries.write(
+        summaries.log_dir(run_dir),
+        images={
+            "image_oblivious_denoised_adaptive_denoised": summaries.side_by_side(
+                shown.images,
+                shown.oblivious,
+                denoise(shown.oblivious),
+                shown.adaptive,
+                denoise(shown.adaptive),
+            )
+        },
     )

@@ -106,8 +106,7 @@ def load_denoiser(path: str) -> Callable[[np.ndarray], np.ndarray]:
     (`core.keras_files`); a SavedModel is a program and is run as it is.
 
     Returns:
-      A function mapping float32 [B, H, W, 3] in [0, 1] (`core.arrays`: not
-      uint8, not NaN) to the denoised images, clipped to [0, 1].
+      A function: float32 [B, H, W, 3] in [0, 1] -> denoised, in [0, 1].
 
     Raises:
       UserError: naming --model, when there is no model there, it cannot be

@@ -199,3 +199,14 @@ def test_help_is_grouped_with_budgets_in_255ths_and_no_foreign_flags():
     for words in ("whitened 2x2", "triangle", "lookahead", "label smoothing"):
         assert words in recipe
     assert "CutMix" in recipe and "4-px" not in recipe and "reflect crop" not in recipe
+
+
+def test_the_sweep_reads_the_universal_apps_flag_files():
+    # The sweep runs the universal job at each budget: universal.cfg (which
+    # universal_sweep.cfg includes) is its flag file too; other apps' are not.
+    from cifar_denoise_adv import sweep
+
+    config = sweep.APP.parse(["prog", f"--flagfile={FLAG_DIR / 'universal.cfg'}"])
+    assert config.method == "sgd"
+    with pytest.raises(UserError, match="a flag file of the denoise app"):
+        sweep.APP.parse(["prog", f"--flagfile={FLAG_DIR / 'resnet.cfg'}"])

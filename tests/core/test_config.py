@@ -50,6 +50,7 @@ def test_resolve_makes_paths_absolute_and_reads_the_data_dir_from_the_environmen
 
 def test_a_setting_the_mode_ignores_is_named_when_it_was_changed():
     from cifar_denoise_adv.adversarial.classify_job import ClassifyConfig
+    from cifar_denoise_adv.adversarial.sweep import SweepConfig
     from cifar_denoise_adv.adversarial.targeted_job import TargetedConfig
     from cifar_denoise_adv.adversarial.universal_job import UniversalConfig
     from cifar_denoise_adv.defense.defend_job import DefendConfig
@@ -83,9 +84,10 @@ def test_a_setting_the_mode_ignores_is_named_when_it_was_changed():
     assert config_lib.ignored_notes(sgd) == [
         "--delta=0.3 is ignored: only --method=deepfool uses it, not --method=sgd"
     ]
-    sweep = UniversalConfig(method="deepfool", sweep_xi=(2 / 255,))
+    sweep = SweepConfig(method="deepfool", delta=0.3, sweep_xi=(2 / 255,))
     assert config_lib.ignored_notes(sweep) == [
-        "--method=deepfool is ignored: --sweep_xi runs both at each budget"
+        "--method=deepfool is ignored: the sweep runs both methods at each "
+        "budget of --sweep_xi"
     ]
     plain = DefendConfig(randomised=False, eot_draws=4)
     assert config_lib.ignored_notes(plain) == [

@@ -191,6 +191,11 @@ def _replay_cases(root):
                 tta=1,
                 depth=3,
                 cutmix=0.5,
+                whiten=False,
+                whiten_eps=0.01,
+                noise_augment=0.05,
+                stability_signs=(2 / 255,),
+                stability_sigmas=(0.03,),
             ),
         ),
         "targeted": (

@@ -467,7 +467,8 @@ def test_an_empty_step_folder_is_used(tmp_path, monkeypatch):
 
 def _step_flagfile(folder, name, *lines):
     path = folder / f"{name}.cfg"
-    path.write_text("\n".join(["# app: test.", *lines]) + "\n")
+    # No "# app:" first line: any step's app reads it.
+    path.write_text("\n".join(["# a step of the test.", *lines]) + "\n")
     return str(path)
 
 

@@ -113,6 +113,6 @@ __all__ = [
 
 # NumPy in, NumPy out (module docstring): each public function, as exported.
 for _name in __all__:
-    if _name[0].islower():
+    if _name[0].islower() and callable(globals()[_name]):  # not `registry`
         globals()[_name] = _numpy.numpy_like_inputs(globals()[_name])
 del _name
