@@ -145,6 +145,10 @@ def _wrap(head: str, text: str) -> list[str]:
     )
 
 
+# Flags that moved from one app to another: {flag: the app that has it now}.
+MOVED_FLAGS = {"sweep_xi": "sweep"}  # once a mode of the universal app
+
+
 def unknown_flag_message(name: str, own: Sequence[str], app_name: str) -> str:
     """One line for --name, which the app does not have: what it is instead.
 
@@ -159,6 +163,12 @@ def unknown_flag_message(name: str, own: Sequence[str], app_name: str) -> str:
                 f"--{name}: not a flag of the {app_name} app but one of {module}, "
                 "which the apps do not use (see --help)."
             )
+    moved_to = MOVED_FLAGS.get(name)
+    if moved_to and moved_to != app_name:
+        return (
+            f"--{name}: not a flag of the {app_name} app; it is one of the "
+            f"{moved_to} app: python -m cifar_denoise_adv.{moved_to} (see --help)."
+        )
     close = difflib.get_close_matches(name, sorted(own), n=1, cutoff=0.6)
     if not close and name.startswith("no"):
         close = difflib.get_close_matches(name[2:], sorted(own), n=1, cutoff=0.6)

@@ -210,3 +210,14 @@ def test_the_sweep_reads_the_universal_apps_flag_files():
     assert config.method == "sgd"
     with pytest.raises(UserError, match="a flag file of the denoise app"):
         sweep.APP.parse(["prog", f"--flagfile={FLAG_DIR / 'resnet.cfg'}"])
+
+
+def test_a_flag_that_moved_to_another_app_names_that_app():
+    from cifar_denoise_adv import universal
+
+    with pytest.raises(UserError) as error:
+        universal.APP.parse(["prog", "--sweep_xi=2/255,4/255"])
+    assert str(error.value) == (
+        "--sweep_xi: not a flag of the universal app; it is one of the sweep app: "
+        "python -m cifar_denoise_adv.sweep (see --help)."
+    )
